@@ -1,0 +1,77 @@
+# tdd_lite: every job does its own set-up (a local virtual environment in .venv), so on a fresh clone
+#   make book   installs, executes every notebook (fast mode unless TDD_FAST=0) and builds the site in _build/html
+#   make test   installs, then runs every test: ruff, unit tests, the book build + browser check, nbval
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# One speed knob (read by tdd_lite.config): 1 = CI/CPU minutes; 0 = the full, paper-sized run.
+TDD_FAST ?= 1
+export TDD_FAST
+export MPLBACKEND ?= Agg
+export PYTHONHASHSEED ?= 0
+
+.PHONY: install book test unit nbval lint lab bench browser-deps model clean help
+
+help:
+	@echo "make book   - set up, execute the notebooks, build the book (_build/html/index.html)"
+	@echo "make test   - set up, then every test (lint, unit, book + browser check, nbval)"
+	@echo "make lab    - JupyterLab on the notebooks"
+	@echo "make bench  - print the benchmark ratios (benchmarks/)"
+	@echo "make model  - rebuild the teaching 3DMM and check it matches the committed asset byte for byte"
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tdd_lite)" >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the browser check of the built site (Debian's package; nothing is downloaded by
+# Playwright). Installed only where apt-get is available and we are root; elsewhere the check is skipped.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser check"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: the browser check will be skipped"; \
+	  else echo "no chromium and no root apt-get: the browser check will be skipped"; fi; \
+	fi
+
+book: $(STAMP)
+	@$(BIN)/python -c "from tdd_lite.config import describe_run; print(describe_run())"
+	rm -rf _build/html _build/.doctrees
+	$(BIN)/jupyter-book build . --path-output . -W --keep-going
+	@test -f _build/html/index.html && echo "book: _build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks -q
+
+test: $(STAMP) browser-deps
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory book && \
+	$(MAKE) --no-print-directory unit && \
+	$(MAKE) --no-print-directory nbval && \
+	echo "make test: all passed in $$(( $$(date +%s) - start )) s"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+model: $(STAMP)
+	$(BIN)/python tools/build_teaching_model.py --check
+
+clean:
+	rm -rf _build .pytest_cache
