@@ -60,7 +60,7 @@ test: $(STAMP) browser-deps
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory lint && \
 	$(MAKE) --no-print-directory book && \
-	$(MAKE) --no-print-directory unit && \
+	$(MAKE) --no-print-directory unit TDD_REQUIRE_BROWSER=1 && \
 	$(MAKE) --no-print-directory nbval && \
 	echo "make test: all passed in $$(( $$(date +%s) - start )) s"
 
