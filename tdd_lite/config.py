@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -43,3 +44,21 @@ def describe_run() -> str:
     dev = pick_device()
     extra = f" [{torch.cuda.get_device_name(dev)}]" if dev.type == "cuda" else ""
     return f"tdd_lite mode: {mode}; device: {dev}{extra}; torch {torch.__version__}"
+
+
+def work_dir(*parts: str) -> Path:
+    """Where notebooks and commands put generated data, checkpoints and figures (created on demand).
+
+    ``TDD_WORK_DIR`` if set; else ``_build/`` of the source checkout this package runs from (so notebooks,
+    whatever their working directory, share one Synth300VW and one checkpoint); else ``~/.cache/tdd_lite``.
+    """
+
+    env = os.environ.get("TDD_WORK_DIR")
+    if env:
+        base = Path(env)
+    else:
+        checkout = Path(__file__).resolve().parents[1]
+        base = checkout / "_build" if (checkout / "pyproject.toml").exists() else Path.home() / ".cache" / "tdd_lite"
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
