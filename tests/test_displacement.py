@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from _tiny3dmm import tiny_model
 
 from tdd_lite import displacement as D
+from tests._tiny3dmm import tiny_model
 
 # camera: f = 2, R = I, t = (0.5, 0.5): u = 2 x + 0.5, v = -2 y + 0.5  (P flips y)
 CAM = torch.tensor([[2.0, 0, 0, 0.5, 0, -2.0, 0, 0.5]])

@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torchvision
-from _tiny3dmm import random_model
 
 from tdd_lite.camera import project
 from tdd_lite.network import AlignmentNet, default_init_camera, predict_landmarks
+from tests._tiny3dmm import random_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,759 @@
+"""The adversarial trainer (paper section 3.2.4 and 4.1): G against D_ID, D_ED and D_TD, alternating.
+
+One iteration on a batch of frame pairs ``(I, I', U, U')`` (both frames cropped with ONE box, erratum 7):
+
+1. **G forward, once, on I and I' together** (Fig. 2: the previous frame goes through the same G, shared
+   weights): ``(alpha_id, alpha_exp, camera)`` for both, then ``v, v', v_exp, v_id`` and the six
+   displacements (:mod:`tdd_lite.displacement`).
+2. **D step, G frozen**: the displacements are *detached* (no gradient reaches G); each enabled D gets
+   ``BCE(D(real), 1) + BCE(D(fake), 0)`` (eq. 6/11/14, erratum 1), summed with the lambdas (eq. 15); only
+   the D optimizer steps.
+3. **G step, D frozen**: the (freshly updated) Ds are evaluated on the *non-detached* fakes with their
+   parameters detached (``torch.func.functional_call``), so no gradient and no DDP hook ever touches a D in
+   this step; ``L_G = L_land + sum lambda * (-log D(fake))`` (eq. 1, 16-19, erratum 2); only G's optimizer
+   steps.
+
+Reusing one G forward for both steps is what makes the full step cost little more than the bare backbone's
+forward+backward (see ``benchmarks/bench_train_step.py``).
+
+Choices (the paper leaves them open):
+
+* **Learning rate**: Adam, 1e-3 decaying **exponentially** per step to 1e-5 at the last step
+  (``lr(s) = 1e-3 * (1e-5/1e-3) ** (s / total)``; "gradually decreased to 0.00001 over time"). The Ds use
+  the same optimizer and schedule.
+* **Batch**: ``batch_size`` is the global batch (20, as in the paper), split evenly over DDP processes.
+* **Mixed precision**: ``torch.autocast`` (float16) + ``GradScaler`` for G's forward on CUDA only; the 3DMM,
+  the projection, the Ds and all losses run in float32. Channels-last memory format for G.
+
+Configs: ``paper`` (256 px, batch 20, 500 epochs, GPU), ``fast`` (CPU minutes, 64 px), ``smoke`` (seconds,
+tests). ``--steps N`` overrides the number of steps (the lr schedule then spans N steps).
+
+Commands::
+
+    tdd-lite synth _build/data/synth --videos 24 --seed 0        # or point --data at a 300VW copy
+    tdd-lite train --config fast  --data _build/data/synth         # CPU, minutes
+    tdd-lite train --config paper --data /data/300VW               # one GPU
+    tdd-lite train --config paper --data /data/300VW --resume      # continue exactly where it stopped
+    tdd-lite train --config paper --data /data/300VW --no-td       # an ablation row of Table 3
+
+    # several GPUs on one machine (DistributedDataParallel, one process per GPU):
+    torchrun --standalone --nproc_per_node=4 -m tdd_lite.train --config paper --data /data/300VW
+    # several machines (run on each; node 0's address as the rendezvous endpoint):
+    torchrun --nnodes=2 --nproc_per_node=4 --node_rank=R --rdzv_backend=c10d \\
+        --rdzv_endpoint=HOST0:29500 --rdzv_id=tdd -m tdd_lite.train --config paper --data /data/300VW
+
+Under ``torchrun`` each process trains on its share of every batch (``DistributedSampler``); G and each D
+are wrapped separately in ``DistributedDataParallel``; rank 0 alone evaluates, logs and writes checkpoints.
+Backend: NCCL on CUDA, gloo on CPU.
+
+Checkpoints (``OUT/checkpoint.pt``) hold G, the three Ds, both optimizers and schedulers, the AMP scaler,
+the step and every RNG state (torch, numpy, python; the data position is a function of the step), stored as
+tensors and plain types so ``torch.load(..., weights_only=True)`` reads them. ``--resume`` continues exactly
+(tested: N steps == N/2 + resume + N/2, bit for bit, on the CPU in one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from tdd_lite import displacement as disp
+from tdd_lite import losses
+from tdd_lite.config import describe_run, pick_device
+from tdd_lite.discriminators import DISCRIMINATOR_NAMES, DisplacementDiscriminator
+from tdd_lite.morphable import MorphableModel
+from tdd_lite.network import AlignmentNet, predict_landmarks
+
+CONFIG_NAMES = ("paper", "fast", "smoke")
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+# which displacement pair each discriminator reads
+_DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
+              "temporal": ("real_temporal_disp", "fake_temporal_disp")}
+
+
+# ==================================================================================== configuration
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Build with :func:`get_config`; :meth:`validate` names any bad value."""
+
+    name: str = "paper"
+    image_size: int = 256
+    batch_size: int = 20  # global batch (split over DDP processes)
+    epochs: float = 500.0  # used when ``steps`` is None
+    steps: int | None = None
+    lr: float = 1e-3
+    lr_final: float = 1e-5
+    max_interval: int = 6  # frame interval drawn from 1..max_interval
+    use_id: bool = True
+    use_ed: bool = True
+    use_td: bool = True
+    lambda_id: float = losses.LAMBDA_ID
+    lambda_ed: float = losses.LAMBDA_ED
+    lambda_td: float = losses.LAMBDA_TD
+    train_split: str = "train"
+    val_split: str = "test"
+    val_samples: int = 500  # frames of the held-out split used for validation NME (evenly spaced)
+    eval_every: int = 2000  # steps; 0 = never (the first evaluation is at step 0)
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    num_workers: int = 4
+    seed: int = 0
+    amp: bool = True  # used on CUDA only
+    channels_last: bool = True
+    debug_nan_step: int | None = None  # test hook: corrupt U at this step to exercise the NaN stop
+
+    def validate(self) -> TrainConfig:
+        def bad(field: str, want: str) -> ValueError:
+            return ValueError(f"config {self.name!r}: {field}={getattr(self, field)!r}, expected {want}")
+
+        for f in ("image_size", "batch_size", "max_interval", "val_samples", "log_every", "checkpoint_every"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise bad(f, "a positive integer")
+        for f in ("eval_every", "num_workers", "seed"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise bad(f, "an integer >= 0")
+        if self.image_size < 32:
+            raise bad("image_size", ">= 32 (ResNet-18 downsamples by 32)")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise bad("steps", "a positive integer or None")
+        if self.steps is None and not (isinstance(self.epochs, int | float) and self.epochs > 0):
+            raise bad("epochs", "a positive number (or set steps)")
+        if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
+            raise bad("lr", "a number in (0, 1)")
+        if not (isinstance(self.lr_final, float | int) and 0 < self.lr_final <= self.lr):
+            raise bad("lr_final", f"a number in (0, lr={self.lr}]")
+        for f in ("lambda_id", "lambda_ed", "lambda_td"):
+            v = getattr(self, f)
+            if not (isinstance(v, float | int) and v >= 0 and math.isfinite(v)):
+                raise bad(f, "a finite number >= 0")
+        return self
+
+    @property
+    def lambdas(self) -> losses.Lambdas:
+        return losses.Lambdas(id=self.lambda_id, exp=self.lambda_ed, temporal=self.lambda_td)
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The discriminators in use, by name (``id``, ``exp``, ``temporal``)."""
+        on = {"id": self.use_id, "exp": self.use_ed, "temporal": self.use_td}
+        return tuple(n for n in DISCRIMINATOR_NAMES if on[n])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_PRESETS: dict[str, dict] = {
+    # Section 4.1: 256x256 crops, batch 20, 500 epochs, Adam 1e-3 -> 1e-5, interval 1..6.
+    "paper": {},
+    # CPU, a few minutes: small crops, a few hundred steps, a quick validation every 50 steps.
+    "fast": dict(image_size=64, steps=300, val_samples=120, eval_every=50, log_every=10, checkpoint_every=100,
+                 num_workers=2),
+    # Seconds, for tests: tiny crops, a handful of steps, a small batch.
+    "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
+                  checkpoint_every=3, num_workers=0),
+}
+
+
+def get_config(name: str, **overrides) -> TrainConfig:
+    """The named preset (``paper``, ``fast``, ``smoke``) with ``overrides`` applied, validated."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown config {name!r}: choose one of {', '.join(CONFIG_NAMES)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown config field(s) {sorted(unknown)}")
+    return TrainConfig(name=name, **{**_PRESETS[name], **overrides}).validate()
+
+
+def ablation_configs(base: str = "paper", **overrides) -> dict[str, TrainConfig]:
+    """The 8 rows of Table 3: every on/off combination of D_ID, D_ED and D_TD, labelled as in the paper."""
+    rows = {
+        "Without all": (False, False, False), "With D_ID": (True, False, False), "With D_ED": (False, True, False),
+        "With D_TD": (False, False, True), "With D_ID, D_ED": (True, True, False),
+        "With D_ID, D_TD": (True, False, True), "With D_ED, D_TD": (False, True, True),
+        "With D_ID, D_ED, D_TD": (True, True, True),
+    }
+    return {label: get_config(base, use_id=i, use_ed=e, use_td=t, **overrides) for label, (i, e, t) in rows.items()}
+
+
+def lr_factor(step: int, total: int, lr: float, lr_final: float) -> float:
+    """Exponential decay: multiplier of ``lr`` at ``step`` so that it reaches ``lr_final`` at ``total``."""
+    return (lr_final / lr) ** (min(step, total) / max(total, 1))
+
+
+# ===================================================================================== data feeding
+class _SeededItems(Dataset):
+    """Makes item randomness a function of (seed, epoch, index): what exact ``--resume`` needs.
+
+    The sampler yields ``(index, item_seed)``; before fetching, the python/numpy/torch global generators (and
+    the dataset's own ``rng`` attribute if it has one) are seeded with ``item_seed``, in whatever worker
+    process the item lands. The trainer's own RNG state is saved and restored around it in the main process.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, item_seed = key
+        in_main = torch.utils.data.get_worker_info() is None
+        saved = _rng_state() if in_main else None
+        random.seed(item_seed)
+        np.random.seed(item_seed % 2**32)  # noqa: NPY002 - the legacy global generator datasets may use
+        torch.manual_seed(item_seed)
+        if isinstance(getattr(self.dataset, "rng", None), np.random.Generator):
+            self.dataset.rng = np.random.default_rng(item_seed)
+        try:
+            return self.dataset[index]
+        finally:
+            if saved is not None:
+                _set_rng_state(saved)
+
+
+class ResumableSampler(Sampler):
+    """An endless stream of ``(index, item_seed)``, epoch after epoch, starting at batch ``start_batch``.
+
+    Each epoch's order (and this process's share under DDP) comes from ``DistributedSampler`` with the
+    run's seed and ``set_epoch(epoch)``; incomplete batches are dropped. The position is a pure function of
+    the step, so a resumed run sees exactly the batches the uninterrupted run would have seen.
+    """
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 start_batch: int = 0):
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.rank, self.world, self.start_batch = rank, world, start_batch
+        self.per_rank = n_items // world
+        self.batches_per_epoch = self.per_rank // batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"{n_items} training pairs are fewer than one batch of {batch_size} x {world} processes")
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = divmod(self.start_batch, self.batches_per_epoch)
+        dummy = range(self.n_items)
+        while True:
+            s = DistributedSampler(dummy, num_replicas=self.world, rank=self.rank, shuffle=True, seed=self.seed,
+                                   drop_last=True)
+            s.set_epoch(epoch)
+            order = list(s)[: self.batches_per_epoch * self.batch_size][skip * self.batch_size:]
+            for idx in order:
+                yield idx, (self.seed * 1_000_003 + epoch * 10_007 + idx) % 2**31
+            epoch, skip = epoch + 1, 0
+
+
+def _stack_batch(items: list[dict]) -> dict:
+    out = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        if isinstance(vals[0], Tensor):
+            out[k] = torch.stack(vals)
+        elif isinstance(vals[0], np.ndarray):
+            out[k] = torch.as_tensor(np.stack(vals))
+        elif isinstance(vals[0], int | float):
+            out[k] = torch.tensor(vals)
+        else:
+            out[k] = vals
+    return out
+
+
+# ====================================================================================== RNG states
+def _rng_state() -> dict:
+    """Python, numpy and torch generator states as tensors/plain types (``weights_only``-loadable)."""
+    py = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    state = {
+        "python": {"version": py[0], "state": torch.tensor(py[1], dtype=torch.int64), "gauss": py[2]},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached"]))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ====================================================================================== the trainer
+class NonFiniteLossError(RuntimeError):
+    """Training stopped: a loss term became NaN or infinite (the last good checkpoint is kept)."""
+
+
+def _is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+class Trainer:
+    """G and the enabled Ds with their optimizers; :meth:`fit` runs the alternating loop.
+
+    ``train_set`` yields frame pairs (``image``, ``prev_image``, ``gt_lmk``, ``prev_gt_lmk``);
+    ``val_set`` (optional) yields single frames (``image``, ``gt_lmk``) for the validation NME.
+    """
+
+    def __init__(self, cfg: TrainConfig, model3dmm: MorphableModel, train_set: Dataset,
+                 val_set: Dataset | None = None, out_dir: str | Path = "_build/runs/run",
+                 device: str | torch.device | None = None, backbone_weights: str | Path | None = None,
+                 quiet: bool = False):
+        self.cfg = cfg.validate()
+        self.out = Path(out_dir)
+        self.rank = dist.get_rank() if _is_dist() else 0
+        self.world = dist.get_world_size() if _is_dist() else 1
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {self.world} processes")
+        self.local_batch = cfg.batch_size // self.world
+        self.device = torch.device(device) if device is not None else pick_device()
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.quiet = quiet or self.rank != 0
+        self.train_set, self.val_set = train_set, val_set
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+        self.model3dmm = model3dmm.to(self.device)
+        g = AlignmentNet.for_model(model3dmm, backbone_weights=backbone_weights).to(self.device)
+        if cfg.channels_last:
+            g = g.to(memory_format=torch.channels_last)
+        ds = nn.ModuleDict({n: DisplacementDiscriminator() for n in DISCRIMINATOR_NAMES}).to(self.device)
+        self.g_module, self.d_modules = g, ds
+        if _is_dist():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g = nn.parallel.DistributedDataParallel(g, device_ids=ids, broadcast_buffers=False)
+            self.ds = {n: nn.parallel.DistributedDataParallel(ds[n], device_ids=ids) for n in cfg.enabled}
+        else:
+            self.g, self.ds = g, {n: ds[n] for n in cfg.enabled}
+
+        sampler = ResumableSampler(len(train_set), self.local_batch, cfg.seed, self.rank, self.world)
+        n_batches = sampler.batches_per_epoch
+        self.steps_per_epoch = n_batches
+        self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * n_batches))
+        self.opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr)
+        self.opt_d = torch.optim.Adam(ds.parameters(), lr=cfg.lr)
+        decay = lambda s: lr_factor(s, self.total_steps, cfg.lr, cfg.lr_final)  # noqa: E731
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.step = 0
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    def state_dict(self) -> dict:
+        return {
+            "format": "tdd_lite.train/1", "config": self.cfg.to_dict(), "step": self.step,
+            "total_steps": self.total_steps, "world_size": self.world,
+            "n_id": self.model3dmm.n_id, "n_exp": self.model3dmm.n_exp,
+            "G": self.g_module.state_dict(), "D": self.d_modules.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": _rng_state(),
+        }
+
+    def save_checkpoint(self, path: Path | None = None) -> Path | None:
+        """Atomic write (temp file + ``os.replace``) by rank 0; other ranks return None."""
+        if self.rank != 0:
+            return None
+        path = Path(path) if path is not None else self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        path = Path(path) if path is not None else self.checkpoint_path
+        state = load_checkpoint(path)
+        if (state["n_id"], state["n_exp"]) != (self.model3dmm.n_id, self.model3dmm.n_exp):
+            raise ValueError(f"{path}: trained for a 3DMM with {state['n_id']}+{state['n_exp']} modes, "
+                             f"this one has {self.model3dmm.n_id}+{self.model3dmm.n_exp}")
+        self.g_module.load_state_dict(state["G"])
+        self.d_modules.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        if state.get("world_size", 1) == self.world:
+            _set_rng_state(state["rng"])
+
+    # ------------------------------------------------------------------ one iteration
+    def _check(self, name: str, value: Tensor) -> None:
+        if not torch.isfinite(value).all():
+            raise NonFiniteLossError(
+                f"step {self.step}: loss term '{name}' is {value.item() if value.numel() == 1 else value} "
+                f"(not finite); training stopped. The last good checkpoint is kept at {self.checkpoint_path}")
+
+    def forward_g(self, batch: dict) -> tuple[dict[str, Tensor], Tensor, dict[str, float]]:
+        """G on I and I' at once (shared weights, Fig. 2) -> displacements, ``L_land`` (eq. 1), logs."""
+        cfg, dev = self.cfg, self.device
+        image = batch["image"].to(dev, non_blocking=True)
+        prev_image = batch["prev_image"].to(dev, non_blocking=True)
+        gt = batch["gt_lmk"].to(dev, torch.float32)
+        prev_gt = batch["prev_gt_lmk"].to(dev, torch.float32)
+        if cfg.debug_nan_step is not None and self.step == cfg.debug_nan_step:
+            gt = gt.clone()
+            gt[0, 0, 0] = float("nan")
+        b = image.shape[0]
+        self.g.train()
+        for d in self.ds.values():
+            d.train()
+        both = torch.cat([image, prev_image])
+        if cfg.channels_last:
+            both = both.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=self.use_amp):
+            a_id, a_exp, cam = self.g(both)
+        a_id, a_exp, cam = a_id.float(), a_exp.float(), cam.float()
+        for name, t in (("alpha_id", a_id), ("alpha_exp", a_exp), ("camera", cam)):
+            if not torch.isfinite(t).all():
+                raise NonFiniteLossError(f"step {self.step}: G output {name} is not finite; training stopped. "
+                                         f"The last good checkpoint is kept at {self.checkpoint_path}")
+        cur = (a_id[:b], a_exp[:b], cam[:b])
+        prev = (a_id[b:], a_exp[b:], cam[b:])
+        need_prev = "temporal" in self.ds
+        x = disp.all_displacements(self.model3dmm, cur, prev if need_prev else None, gt, prev_gt)
+        land = losses.landmark_loss(x["pred_lmk"], gt)
+        self._check("landmark", land)
+        return x, land, {"landmark": land.item()}
+
+    def d_step(self, x: dict[str, Tensor]) -> dict[str, float]:
+        """Eq. 15 on *detached* displacements (G frozen); only the D optimizer steps."""
+        if not self.ds:
+            return {}
+        logs, d_terms = {}, {}
+        for n, d in self.ds.items():
+            real_k, fake_k = _DISP_KEYS[n]
+            real, fake = x[real_k].detach(), x[fake_k].detach()
+            logits = d(torch.cat([real, fake]))  # one forward per D (DDP-friendly)
+            b = real.shape[0]
+            d_terms[n] = losses.discriminator_loss(logits[:b], logits[b:])
+            self._check(f"D_{n}", d_terms[n])
+            logs[f"D_{n}"] = d_terms[n].item()
+        loss_d = losses.total_discriminator_loss(d_terms, self.cfg.lambdas)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        logs["L_D"] = loss_d.item()
+        return logs
+
+    def g_step(self, x: dict[str, Tensor], land: Tensor) -> dict[str, float]:
+        """Eq. 19 with the Ds frozen (their parameters detached); only G's optimizer steps."""
+        logs, g_terms = {}, {}
+        for n in self.ds:
+            dm = self.d_modules[n]
+            params = {k: v.detach() for k, v in dm.named_parameters()}
+            logits = torch.func.functional_call(dm, params, (x[_DISP_KEYS[n][1]],))
+            g_terms[n] = losses.generator_adv_loss(logits)
+            self._check(f"G_{n}", g_terms[n])
+            logs[f"G_{n}"] = g_terms[n].item()
+        loss_g = losses.total_generator_loss(land, g_terms, self.cfg.lambdas)
+        self._check("L_G", loss_g)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        logs["L_G"] = loss_g.item()
+        return logs
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One iteration: G forward, D step (G frozen), G step (D frozen). Returns the loss terms as floats."""
+        x, land, logs = self.forward_g(batch)
+        logs.update(self.d_step(x))
+        logs.update(self.g_step(x, land))
+        logs["lr"] = self.opt_g.param_groups[0]["lr"]
+        self.sched_g.step()
+        self.sched_d.step()
+        self.step += 1
+        return logs
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def evaluate(self, max_samples: int | None = None) -> float:
+        """Validation NME (bbox normalisation, the paper's metric) on GT crops of the held-out split, in %."""
+        from tdd_lite.metrics import nme
+
+        if self.val_set is None:
+            raise ValueError("no validation set")
+        g = self.g_module
+        was_training = g.training
+        saved_rng = _rng_state()  # evaluation must not change the training's random stream
+        g.eval()
+        n = len(self.val_set)
+        k = min(n, max_samples or self.cfg.val_samples)
+        idx = np.linspace(0, n - 1, k).round().astype(int)
+        errs = []
+        for start in range(0, k, 32):
+            items = [self.val_set[int(i)] for i in idx[start:start + 32]]
+            batch = _stack_batch(items)
+            img = batch["image"].to(self.device)
+            if self.cfg.channels_last:
+                img = img.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                out = g(img)
+            pred = predict_landmarks(self.model3dmm, tuple(o.float() for o in out))
+            errs.append(nme(pred, batch["gt_lmk"].to(self.device, torch.float32), norm="bbox").cpu())
+        g.train(was_training)
+        _set_rng_state(saved_rng)
+        return float(torch.cat(errs).mean()) * 100.0
+
+    # ------------------------------------------------------------------ the loop
+    def _log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / METRICS_NAME, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def fit(self, steps: int | None = None) -> dict:
+        """Train until ``steps`` total steps (default: the config's total). Returns a summary dict."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        end = min(self.total_steps, steps) if steps is not None else self.total_steps
+        sampler = ResumableSampler(len(self.train_set), self.local_batch, cfg.seed, self.rank, self.world,
+                                   start_batch=self.step)
+        loader = DataLoader(_SeededItems(self.train_set), batch_size=self.local_batch, sampler=sampler,
+                            num_workers=cfg.num_workers, collate_fn=_stack_batch, drop_last=True,
+                            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
+                            persistent_workers=False)
+        t0 = time.time()
+        first_nme = last_nme = None
+        if self.rank == 0 and self.step == 0 and not (self.out / METRICS_NAME).exists():
+            self._log({"event": "start", "config": cfg.to_dict(), "total_steps": self.total_steps,
+                       "world_size": self.world, "device": str(self.device)})
+        do_eval = self.val_set is not None and cfg.eval_every > 0 and self.rank == 0
+        if do_eval and self.step == 0:
+            first_nme = last_nme = self.evaluate()
+            self._log({"step": 0, "val_nme": first_nme, "time": 0.0})
+        bar = tqdm(total=end, initial=self.step, desc=f"train[{cfg.name}]", disable=self.quiet, dynamic_ncols=True)
+        it = iter(loader)
+        logs: dict = {}
+        while self.step < end:
+            batch = next(it)
+            logs = self.train_step(batch)
+            bar.update(1)
+            bar.set_postfix(land=f"{logs['landmark']:.4f}", refresh=False)
+            if self.step % cfg.log_every == 0 or self.step == end:
+                self._log({"step": self.step, **logs, "time": round(time.time() - t0, 3)})
+            if do_eval and (self.step % cfg.eval_every == 0 or self.step == end):
+                last_nme = self.evaluate()
+                if first_nme is None:
+                    first_nme = last_nme
+                self._log({"step": self.step, "val_nme": last_nme, "time": round(time.time() - t0, 3)})
+                bar.set_postfix(land=f"{logs['landmark']:.4f}", nme=f"{last_nme:.2f}%")
+            if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                self.save_checkpoint()
+        bar.close()
+        del it
+        return {"step": self.step, "first_val_nme": first_nme, "last_val_nme": last_nme,
+                "wall_time": time.time() - t0, "last_losses": logs}
+
+
+# ================================================================================== checkpoint I/O
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a trainer checkpoint with ``weights_only=True`` (no code from the file); clear error if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: cannot read checkpoint ({e})") from e
+    if not isinstance(state, dict) or state.get("format") != "tdd_lite.train/1":
+        raise ValueError(f"{path}: not a tdd_lite training checkpoint")
+    return state
+
+
+def load_alignment_net(path: str | Path, model3dmm: MorphableModel, device: str | torch.device = "cpu"
+                       ) -> AlignmentNet:
+    """G from a trainer checkpoint, in eval mode (what evaluation, tracking and later notebooks use)."""
+    state = load_checkpoint(path)
+    net = AlignmentNet(n_id=state["n_id"], n_exp=state["n_exp"])
+    net.load_state_dict(state["G"])
+    return net.to(device).eval()
+
+
+# ======================================================================================== curves
+def read_metrics(log_path: str | Path) -> list[dict]:
+    path = Path(log_path)
+    if path.is_dir():
+        path = path / METRICS_NAME
+    records = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{i}: not a JSON line ({e})") from e
+    return records
+
+
+def plot_curves(log_path: str | Path):
+    """Loss terms and validation NME against the step, from ``metrics.jsonl``. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    recs = read_metrics(log_path)
+    train = [r for r in recs if "landmark" in r]
+    val = [r for r in recs if "val_nme" in r]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["step"] for r in train]
+    ax1.plot(steps, [r["landmark"] for r in train], label="L_land (eq. 1)")
+    ax1.set_yscale("log")
+    ax1.set_title("landmark loss ([0,1] crop units)")
+    for key in ("D_id", "D_exp", "D_temporal", "G_id", "G_exp", "G_temporal"):
+        if any(key in r for r in train):
+            ax2.plot(steps, [r.get(key, np.nan) for r in train], label=key, ls="-" if key[0] == "D" else "--")
+    ax2.axhline(2 * math.log(2), color="grey", lw=0.8, ls=":", label="D at chance (2 ln 2)")
+    ax2.set_title("adversarial terms (D: eq. 6/11/14, G: eq. 16-18)")
+    ax3.plot([r["step"] for r in val], [r["val_nme"] for r in val], "o-")
+    ax3.set_title("validation NME (%, bbox)")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xlabel("step")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# =========================================================================================== CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="fast", choices=CONFIG_NAMES, help="preset (default: fast)")
+    parser.add_argument("--data", required=True, help="300VW-layout folder (real 300VW or Synth300VW)")
+    parser.add_argument("--out", default=None, help="run folder (default: _build/runs/CONFIG)")
+    parser.add_argument("--no-id", action="store_true", help="without the identity discriminator D_ID")
+    parser.add_argument("--no-ed", action="store_true", help="without the expression discriminator D_ED")
+    parser.add_argument("--no-td", action="store_true", help="without the temporal discriminator D_TD")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--steps", type=int, default=None, help="number of steps (overrides epochs)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--backbone-weights", default=None, help="local ResNet-18 state dict (never downloaded)")
+    parser.add_argument("--synth-if-missing", action="store_true",
+                        help="if --data does not exist, generate a small Synth300VW there first")
+
+
+def build_datasets(root: str | Path, cfg: TrainConfig):
+    """The pair dataset for training and the single-frame dataset for validation, from a 300VW-layout root."""
+    from tdd_lite.data.pairs import FrameDataset, FramePairDataset
+
+    train = FramePairDataset(root, cfg.train_split, cfg.image_size, max_interval=cfg.max_interval)
+    val = FrameDataset(root, cfg.val_split, cfg.image_size) if cfg.eval_every > 0 else None
+    return train, val
+
+
+def _init_distributed(device_arg: str | None) -> torch.device:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return pick_device(device_arg)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = torch.cuda.is_available() and (device_arg is None or device_arg.startswith("cuda"))
+    if want_cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    return torch.device(f"cuda:{local}") if want_cuda else torch.device("cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {}
+    if args.no_id:
+        overrides["use_id"] = False
+    if args.no_ed:
+        overrides["use_ed"] = False
+    if args.no_td:
+        overrides["use_td"] = False
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    if args.workers is not None:
+        overrides["num_workers"] = args.workers
+    try:
+        cfg = get_config(args.config, **overrides)
+    except ValueError as e:
+        print(f"tdd-lite train: {e}", file=sys.stderr)
+        return 2
+    data = Path(args.data)
+    if not data.exists():
+        if not args.synth_if_missing:
+            print(f"tdd-lite train: --data {data} does not exist (generate one with `tdd-lite synth {data}` "
+                  f"or pass --synth-if-missing)", file=sys.stderr)
+            return 2
+        from tdd_lite.data import synth
+
+        print(f"generating Synth300VW into {data} ...")
+        synth.generate(data, videos=synth.DEFAULT_VIDEOS, seed=0)
+    out = Path(args.out) if args.out else Path("_build/runs") / cfg.name
+    if out.exists() and (out / CHECKPOINT_NAME).exists() and not args.resume:
+        print(f"tdd-lite train: {out / CHECKPOINT_NAME} exists: pass --resume to continue it or choose --out",
+              file=sys.stderr)
+        return 2
+    device = _init_distributed(args.device)
+    try:
+        from tdd_lite.morphable import load_teaching_model
+
+        train_set, val_set = build_datasets(data, cfg)
+        trainer = Trainer(cfg, load_teaching_model(), train_set, val_set, out_dir=out, device=device,
+                          backbone_weights=args.backbone_weights)
+        if trainer.rank == 0:
+            print(describe_run())
+            print(f"config {cfg.name}: {cfg.image_size}px, batch {cfg.batch_size} (x{trainer.world} processes: "
+                  f"{trainer.local_batch} each), {trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
+                  f"discriminators {list(cfg.enabled) or 'none'}, device {trainer.device}, amp {trainer.use_amp}")
+        if args.resume:
+            if not trainer.checkpoint_path.exists():
+                raise FileNotFoundError(f"--resume: no checkpoint at {trainer.checkpoint_path}")
+            trainer.load_checkpoint()
+            if trainer.rank == 0:
+                print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
+        summary = trainer.fit()
+        if trainer.rank == 0:
+            f, last = summary["first_val_nme"], summary["last_val_nme"]
+            nme_txt = f"; validation NME {f:.2f}% -> {last:.2f}%" if f is not None and last is not None else ""
+            print(f"done: step {summary['step']} in {summary['wall_time']:.1f} s{nme_txt}; "
+                  f"checkpoint {trainer.checkpoint_path}")
+        return 0
+    except NonFiniteLossError as e:
+        print(f"tdd-lite train: {e}", file=sys.stderr)
+        return 3
+    finally:
+        if _is_dist():
+            dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tdd_lite.train", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The trainer: config validation, exact resume, the NaN stop, D/G freezing, the lr schedule, the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from tdd_lite import train as T
+from tests._tiny3dmm import random_model
+
+
+class PairSet(Dataset):
+    """In-memory frame pairs (random images; landmarks of random faces): enough to exercise the mechanics."""
+
+    def __init__(self, n=24, size=32, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.img = torch.rand(n, 3, size, size, generator=g)
+        self.prev = torch.rand(n, 3, size, size, generator=g)
+        self.lmk = 0.2 + 0.6 * torch.rand(n, 68, 2, generator=g)
+        self.prev_lmk = (self.lmk + 0.02 * torch.randn(n, 68, 2, generator=g)).clamp(0, 1)
+
+    def __len__(self):
+        return len(self.img)
+
+    def __getitem__(self, i):
+        # some item randomness (like jitter) to check that it is replayed exactly on resume
+        jitter = 0.01 * torch.rand(1).item()
+        return {"image": self.img[i], "prev_image": self.prev[i], "gt_lmk": self.lmk[i] + jitter,
+                "prev_gt_lmk": self.prev_lmk[i] + jitter, "interval": 1}
+
+
+class FrameSet(PairSet):
+    def __getitem__(self, i):
+        return {"image": self.img[i], "gt_lmk": self.lmk[i]}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model()
+
+
+def make(model, out, **kw):
+    cfg = T.get_config("smoke", **kw)
+    return T.Trainer(cfg, model, PairSet(), FrameSet(n=8), out_dir=out, device="cpu", quiet=True)
+
+
+# ----------------------------------------------------------------------------------------- configs
+def test_presets_match_the_paper():
+    p = T.get_config("paper")
+    assert (p.image_size, p.batch_size, p.epochs, p.lr, p.lr_final, p.max_interval) == (256, 20, 500, 1e-3, 1e-5, 6)
+    assert p.lambdas == T.losses.Lambdas(0.1, 0.1, 0.1) and p.enabled == ("id", "exp", "temporal")
+    assert T.get_config("fast").batch_size == 20
+
+
+@pytest.mark.parametrize("name, kw, match", [
+    ("papr", {}, "unknown config 'papr'"),
+    ("smoke", {"batch_size": 0}, "batch_size=0"),
+    ("smoke", {"lr_final": 0.1}, "lr_final"),
+    ("smoke", {"image_size": 16}, "image_size"),
+    ("smoke", {"lambda_td": -1.0}, "lambda_td"),
+    ("smoke", {"steps": -3}, "steps"),
+    ("smoke", {"bogus": 1}, "bogus"),
+])
+def test_bad_configs_raise_clear_errors(name, kw, match):
+    with pytest.raises(ValueError, match=match):
+        T.get_config(name, **kw)
+
+
+def test_ablation_configs_are_the_8_rows_of_table_3():
+    rows = T.ablation_configs("smoke")
+    assert len(rows) == 8
+    assert rows["Without all"].enabled == ()
+    assert rows["With D_ED, D_TD"].enabled == ("exp", "temporal")
+    assert {c.enabled for c in rows.values()} == {
+        (), ("id",), ("exp",), ("temporal",), ("id", "exp"), ("id", "temporal"), ("exp", "temporal"),
+        ("id", "exp", "temporal")}
+
+
+def test_lr_decays_exponentially_from_1e3_to_1e5():
+    assert T.lr_factor(0, 100, 1e-3, 1e-5) == 1.0
+    assert math.isclose(T.lr_factor(50, 100, 1e-3, 1e-5), 0.1)
+    assert math.isclose(1e-3 * T.lr_factor(100, 100, 1e-3, 1e-5), 1e-5)
+
+
+# ------------------------------------------------------------------------------------ the iteration
+def _snap(m):
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_d_step_leaves_g_alone_and_g_step_leaves_d_alone(model, tmp_path):
+    tr = make(model, tmp_path)
+    batch = T._stack_batch([tr.train_set[i] for i in range(4)])
+    x, land, _ = tr.forward_g(batch)
+    g0, d0 = _snap(tr.g_module), _snap(tr.d_modules)
+    tr.d_step(x)
+    g1, d1 = _snap(tr.g_module), _snap(tr.d_modules)
+    assert _same(g0, g1) and all(p.grad is None for p in tr.g_module.parameters())  # G frozen in the D step
+    assert not _same(d0, d1)  # D learned
+    for p in tr.d_modules.parameters():
+        p.grad = None
+    tr.g_step(x, land)
+    g2, d2 = _snap(tr.g_module), _snap(tr.d_modules)
+    assert _same(d1, d2) and all(p.grad is None for p in tr.d_modules.parameters())  # D frozen in the G step
+    assert not _same(g1, g2)  # G learned
+
+
+def test_g_adversarial_gradient_reaches_g(model, tmp_path):
+    """The G step's adversarial term must move G (the fakes are not detached there)."""
+    tr = make(model, tmp_path)
+    batch = T._stack_batch([tr.train_set[i] for i in range(4)])
+    x, land, _ = tr.forward_g(batch)
+    tr.g_step(x, land * 0.0)  # adversarial terms only
+    grads = [p.grad for p in tr.g_module.head_3dmm.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_disabled_discriminators_are_not_trained(model, tmp_path):
+    tr = make(model, tmp_path, use_id=False, use_td=False)
+    assert list(tr.ds) == ["exp"]
+    d0 = _snap(tr.d_modules)
+    logs = tr.train_step(T._stack_batch([tr.train_set[i] for i in range(4)]))
+    d1 = _snap(tr.d_modules)
+    assert "D_exp" in logs and "D_id" not in logs and "G_temporal" not in logs
+    assert all(torch.equal(d0[k], d1[k]) for k in d0 if not k.startswith("exp."))
+    assert not all(torch.equal(d0[k], d1[k]) for k in d0 if k.startswith("exp."))
+
+
+# ----------------------------------------------------------------------------- resume, NaN, logging
+def test_resume_continues_exactly(model, tmp_path):
+    """N steps == N/2 + checkpoint + fresh trainer + resume + N/2 (bit-identical weights and optimizers)."""
+    n = 6
+    full = make(model, tmp_path / "full", steps=n)
+    full.fit()
+    half = make(model, tmp_path / "half", steps=n)
+    half.fit(steps=n // 2)
+    assert half.step == n // 2 and half.checkpoint_path.exists()
+    torch.manual_seed(12345)  # disturb the global RNG: resume must restore it
+    resumed = make(model, tmp_path / "half", steps=n)
+    resumed.load_checkpoint()
+    assert resumed.step == n // 2
+    resumed.fit()
+    a, b = full.state_dict(), resumed.state_dict()
+    for part in ("G", "D"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    sa, sb = a["opt_g"]["state"], b["opt_g"]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    assert a["sched_g"]["last_epoch"] == b["sched_g"]["last_epoch"] == n
+
+
+def test_checkpoint_loads_with_weights_only(model, tmp_path):
+    tr = make(model, tmp_path, steps=3)
+    tr.fit()
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    assert state["step"] == 3 and set(state["D"]) and "rng" in state
+    assert not list(tmp_path.glob("*.tmp*"))  # atomic write left no temp file
+    net = T.load_alignment_net(tr.checkpoint_path, model)
+    assert torch.equal(net.fc.weight, tr.g_module.fc.weight)
+    bad = tmp_path / "bad.pt"
+    torch.save({"hello": 1}, bad)
+    with pytest.raises(ValueError, match="not a tdd_lite training checkpoint"):
+        T.load_checkpoint(bad)
+
+
+def test_nan_loss_stops_naming_step_and_term_and_keeps_the_last_good_checkpoint(model, tmp_path):
+    tr = make(model, tmp_path, steps=6, checkpoint_every=2, debug_nan_step=3)
+    with pytest.raises(T.NonFiniteLossError, match=r"step 3: loss term 'landmark'"):
+        tr.fit()
+    state = T.load_checkpoint(tr.checkpoint_path)
+    assert state["step"] == 2  # the last good checkpoint survived
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_metrics_log_and_curves(model, tmp_path):
+    tr = make(model, tmp_path, steps=4, eval_every=2)
+    summary = tr.fit()
+    recs = T.read_metrics(tmp_path)
+    steps = [r["step"] for r in recs if "landmark" in r]
+    assert steps == [1, 2, 3, 4]
+    assert [r["step"] for r in recs if "val_nme" in r] == [0, 2, 4]
+    first = next(r for r in recs if "landmark" in r)
+    assert all(k in first for k in ("D_id", "D_exp", "D_temporal", "G_id", "L_G", "L_D", "lr"))
+    assert summary["first_val_nme"] > 0 and json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = T.plot_curves(tmp_path / "metrics.jsonl")
+    assert len(fig.axes) == 3 and fig.axes[2].lines[0].get_xdata().tolist() == [0, 2, 4]
+
+
+def test_validation_nme_matches_metrics_nme(model, tmp_path):
+    from tdd_lite.metrics import nme
+    from tdd_lite.network import predict_landmarks
+
+    tr = make(model, tmp_path)
+    vs = tr.val_set
+    with torch.no_grad():
+        pred = predict_landmarks(model, tr.g_module.eval()(vs.img))
+    expect = float(nme(pred, vs.lmk, norm="bbox").mean()) * 100
+    assert math.isclose(tr.evaluate(), expect, rel_tol=1e-4)
+
+
+# -------------------------------------------------------------------------------------------- CLI
+def test_cli_reports_missing_data(tmp_path, capsys):
+    rc = T.main(["--config", "smoke", "--data", str(tmp_path / "nope")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_cli_rejects_unknown_config(tmp_path):
+    with pytest.raises(SystemExit):
+        T.main(["--config", "huge", "--data", str(tmp_path)])
