@@ -507,7 +507,7 @@ def validate(root: str | os.PathLike, skip_bad: bool = False, quick: bool = Fals
     in_split = {v: s for s, ids in splits.items() for v in ids}
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and VIDEO_NAME.match(p.name))
     for p in sorted(root.iterdir()):
-        if p.name == SPLITS_FILE or (p.is_dir() and VIDEO_NAME.match(p.name)):
+        if p.name in (SPLITS_FILE, "synth.json") or (p.is_dir() and VIDEO_NAME.match(p.name)):
             continue
         report.warn(p, "stray entry in the data root (expected NNN video folders and splits.json; ignored)")
     wanted = list(videos) if videos is not None else sorted(set(present) | set(in_split))
