@@ -1,0 +1,128 @@
+"""First-frame face detector for tracking (paper section 4.1: "the first frame was cropped based on landmarks
+detected using ... MTCNN").
+
+We use OpenCV's Haar cascades (``haarcascade_frontalface_default.xml``, falling back to
+``haarcascade_profileface.xml`` on the image and its mirror), which ship inside ``opencv-python-headless``
+4.x (``cv2.data.haarcascades``) and therefore work offline right after set-up. MTCNN would need a
+``facenet-pytorch``/``mtcnn`` package whose weights are downloaded or vendored and whose pins fight ours
+(torch/numpy versions); the detector only has to place the *first* crop of each test video, after which
+tracking takes over, so a classic detector is enough. (OpenCV 5 removed these cascades; pyproject pins 4.x.)
+
+A detector's box is not our landmark box: Haar's square covers roughly brows to upper lip and is smaller than
+the 68 landmarks' bounding box. :data:`HAAR_TO_LMK` maps it (centre offset and size ratio, in units of the
+detector box width) to an estimate of the landmarks' box; :func:`fit_box_mapping` re-fits it from any
+sequences with ground truth (the constants below were fitted on frontal-ish Synth300VW frames, |yaw| < 20 deg,
+with ``fit_box_mapping``; on real 300VW re-fit them with the same function).
+
+``mode="gt"`` returns the box of the ground-truth landmarks instead (controlled experiments that remove the
+detector as a source of error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from tdd_lite.data.crops import DEFAULT_ENLARGE, box_from_landmarks, landmark_bbox, square_box
+
+
+@dataclass(frozen=True)
+class BoxMapping:
+    """Detector box ``(x, y, w, h)`` -> estimated landmark box: centre ``(x + w/2 + dx*w, y + h/2 + dy*w)``,
+    side ``scale * w`` (the longer side of the landmarks' bounding box)."""
+
+    dx: float
+    dy: float
+    scale: float
+
+    def apply(self, rect: np.ndarray) -> np.ndarray:
+        x, y, w, h = (float(v) for v in rect)
+        return square_box(np.float64(x + w / 2 + self.dx * w), np.float64(y + h / 2 + self.dy * w),
+                          np.float64(self.scale * w))
+
+
+HAAR_TO_LMK = BoxMapping(dx=0.0, dy=0.22, scale=0.98)
+PROFILE_TO_LMK = BoxMapping(dx=0.0, dy=0.13, scale=0.72)  # few samples (12): rough
+
+_CASCADES: dict[str, cv2.CascadeClassifier] = {}
+
+
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    if name not in _CASCADES:
+        path = cv2.data.haarcascades + name
+        c = cv2.CascadeClassifier(path)
+        if c.empty():
+            raise FileNotFoundError(f"OpenCV cascade {path} missing (opencv-python-headless 4.x ships it)")
+        _CASCADES[name] = c
+    return _CASCADES[name]
+
+
+def haar_rects(image: np.ndarray, min_frac: float = 0.1) -> list[tuple[np.ndarray, str]]:
+    """All raw detections ``((x, y, w, h), kind)`` on an RGB uint8 image: frontal first, then profiles."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) RGB, got {image.shape}")
+    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    h, w = gray.shape
+    mn = max(20, int(min_frac * min(h, w)))
+    out: list[tuple[np.ndarray, str]] = []
+    for neighbours in (5, 3):
+        rects = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=neighbours, minSize=(mn, mn))
+        out += [(np.asarray(r, float), "frontal") for r in rects]
+        if out:
+            return out
+    prof = _cascade("haarcascade_profileface.xml")
+    for flip in (False, True):
+        g = gray[:, ::-1].copy() if flip else gray
+        for r in prof.detectMultiScale(g, scaleFactor=1.1, minNeighbors=4, minSize=(mn, mn)):
+            r = np.asarray(r, float)
+            if flip:
+                r[0] = w - r[0] - r[2]
+            out.append((r, "profile"))
+    return out
+
+
+def detect_box(image: np.ndarray, mode: str = "haar", gt_lmk: np.ndarray | None = None,
+               enlarge: float = DEFAULT_ENLARGE) -> np.ndarray | None:
+    """The first-frame crop box ``(x0, y0, x1, y1)`` (our convention: square, ``enlarge`` x landmark box).
+
+    ``mode="haar"``: the largest Haar detection mapped by :data:`HAAR_TO_LMK`; ``None`` if nothing is found
+    (never a guess: the caller decides the fallback). ``mode="gt"``: ``box_from_landmarks(gt_lmk, enlarge)``.
+    """
+    if mode == "gt":
+        if gt_lmk is None:
+            raise ValueError("mode='gt' needs gt_lmk, the (68, 2) ground-truth landmarks of this frame")
+        return np.asarray(box_from_landmarks(np.asarray(gt_lmk, dtype=np.float64), enlarge))
+    if mode != "haar":
+        raise ValueError(f"mode must be 'haar' or 'gt', got {mode!r}")
+    found = haar_rects(image)
+    if not found:
+        return None
+    rect, kind = max(found, key=lambda rk: rk[0][2] * rk[0][3])
+    lmk_box = (HAAR_TO_LMK if kind == "frontal" else PROFILE_TO_LMK).apply(rect)
+    side = (lmk_box[2] - lmk_box[0]) * enlarge
+    c = (lmk_box[:2] + lmk_box[2:]) / 2
+    return square_box(c[0], c[1], side)
+
+
+def fit_box_mapping(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[BoxMapping, int]:
+    """Fit :class:`BoxMapping` from ``(image, gt_lmk)`` pairs: median offsets and size ratio over frames where
+    the frontal cascade fires on the face (detection centre inside the landmark box). Returns (mapping, n)."""
+    dxs, dys, scales = [], [], []
+    for image, lmk in samples:
+        found = [r for r, kind in haar_rects(image) if kind == "frontal"]
+        bb = landmark_bbox(np.asarray(lmk, float))
+        for x, y, w, h in found:
+            cx, cy = x + w / 2, y + h / 2
+            if bb[0] < cx < bb[2] and bb[1] < cy < bb[3]:
+                side = max(bb[2] - bb[0], bb[3] - bb[1])
+                dxs.append(((bb[0] + bb[2]) / 2 - cx) / w)
+                dys.append(((bb[1] + bb[3]) / 2 - cy) / w)
+                scales.append(side / w)
+                break
+    if not scales:
+        raise ValueError("the detector fired on none of the samples; cannot fit a mapping")
+    return BoxMapping(float(np.median(dxs)), float(np.median(dys)), float(np.median(scales))), len(scales)
