@@ -16,7 +16,7 @@ Steps (all deterministic: fixed seed, single-threaded BLAS, float64 arithmetic, 
    Every kept vertex is an original MakeHuman vertex, so targets apply by plain indexing.
 3. Convert to METRES and centre: x = 0 on the symmetry plane, y and z at the centre of the face's bounding
    box (y up, +z toward the viewer).
-4. Identity: random mixes of the head/face/macro shape targets (each local slider drawn in [-1, 1], the
+4. Identity: random mixes of the head/face/macro shape targets (each local slider drawn in [-0.5, 0.5], the
    "incr"/"up" target for positive values and its "decr"/"down" partner for negative ones; macro targets
    as a random ethnic/gender/age mixture). Rigid motion (the macro targets also move the head) is
    projected out of every target. Mean shape = neutral + mean mix; basis = principal axes of the mixes'
@@ -24,7 +24,8 @@ Steps (all deterministic: fixed seed, single-threaded BLAS, float64 arithmetic, 
    of the eigenvalues. A designer-slider model, not population statistics.
 5. Expression: sparse random mixes of the face units (each active with a small probability, weight in
    [0, 1], left/right often together). Neutral is alpha_exp = 0, so the basis is the principal axes of the
-   mixes' second moment about the neutral face; 29 components.
+   mixes' second moment about the neutral face; 29 components. Sign: a positive coefficient moves toward the
+   face unit that projects most on the mode (mode 0 is mostly jawOpen; the list is in the provenance).
 6. 68 landmark vertices with iBUG-68 semantics, found by a geometric procedure on the neutral mesh
    (:func:`choose_landmarks`), checked by a figure (``--figure``).
 
@@ -80,6 +81,7 @@ FIGURE = REPO / "_build" / "figures" / "teaching_landmarks.png"
 
 # Face crop in the base mesh's own units (decimetres): frontal ellipse around the face, in front of the ears.
 CROP_CENTRE_Y, CROP_AXIS_X, CROP_AXIS_Y, CROP_MIN_Z, CROP_MAX_Y = 6.97, 0.80, 0.86, 0.62, 7.85
+MOUTH_BOX = (0.35, 6.2, 6.9, -0.2)  # |x| <, y >, y <, z >  (decimetres)
 
 # Identity targets: folders of local face sliders, and which file-name patterns to skip (rigid moves of the
 # whole head, ears, neck). Pairs are matched by the suffixes below.
@@ -94,6 +96,9 @@ MACRO_LEVELS = ("minmuscle", "averagemuscle", "maxmuscle"), ("minweight", "avera
 N_ID_SAMPLES, N_EXP_SAMPLES = 200_000, 200_000
 EXP_SKIP = ("tongueOut",)  # moves only the tongue helper, which is not part of the model
 EXP_P_ACTIVE = 0.12
+# Full-strength MakeHuman sliders give caricatures (child-sized or huge heads): mix within half of each range.
+SLIDER_AMPLITUDE = 0.5
+MACRO_AMPLITUDE = 0.5
 
 
 # ----------------------------------------------------------------------------------------- the wheel
@@ -156,6 +161,8 @@ def crop_face(v: np.ndarray, faces: list[list[int]]) -> tuple[np.ndarray, np.nda
     x, y, z = v[:, 0], v[:, 1], v[:, 2]
     inside = ((x / CROP_AXIS_X) ** 2 + ((y - CROP_CENTRE_Y) / CROP_AXIS_Y) ** 2 < 1.0) & (z > CROP_MIN_Z)
     inside &= y < CROP_MAX_Y
+    # the mouth cavity (part of the body mesh), so that an open mouth shows its inside and not a hole
+    inside |= (np.abs(x) < MOUTH_BOX[0]) & (y > MOUTH_BOX[1]) & (y < MOUTH_BOX[2]) & (z > MOUTH_BOX[3])
     inside[N_BODY_VERTICES:] = False
     tris = []
     for f in faces:
@@ -197,8 +204,9 @@ def _normal(p: np.ndarray) -> np.ndarray:
     return np.cross(p[1] - p[0], p[2] - p[0])
 
 
-def decimate(shapes: np.ndarray, tris: np.ndarray, n_target: int) -> tuple[np.ndarray, np.ndarray]:
-    """Half-edge collapses (shortest first) until ``n_target`` vertices remain.
+def decimate(shapes: np.ndarray, tris: np.ndarray, n_target: int,
+             protected: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Half-edge collapses (shortest first) until ``n_target`` vertices remain; ``protected`` vertices stay.
 
     ``shapes`` is (S, N, 3): the neutral face first, then a few deformed ones; an edge's length is its
     largest length over them and a collapse must keep every triangle's orientation in all of them.
@@ -213,6 +221,9 @@ def decimate(shapes: np.ndarray, tris: np.ndarray, n_target: int) -> tuple[np.nd
             vt[a].add(k)
     alive_v = np.zeros(n, dtype=bool)
     alive_v[np.unique(np.array(tris))] = True
+    keep = np.zeros(n, dtype=bool)
+    if protected is not None:
+        keep[np.asarray(protected)] = True
 
     def nbrs(a: int) -> set[int]:
         return {b for k in vt[a] for b in tris[k] if b != a}
@@ -239,7 +250,7 @@ def decimate(shapes: np.ndarray, tris: np.ndarray, n_target: int) -> tuple[np.nd
     count = int(alive_v.sum())
     while count > n_target and heap:
         _, u, v = heapq.heappop(heap)
-        if not (alive_v[u] and alive_v[v]) or v not in nbrs(u):
+        if keep[u] or not (alive_v[u] and alive_v[v]) or v not in nbrs(u):
             continue
         shared = edge_tris(u, v)
         if on_boundary(u) and not (len(shared) == 1 and on_boundary(v)):
@@ -370,10 +381,10 @@ def identity_sliders(names: list[str]) -> tuple[list[tuple[str, str | None]], li
 def identity_weights(n_pairs: int, n_race: int, n_univ: int, rng: np.random.Generator) -> np.ndarray:
     """(S, 2*n_pairs + n_race + n_univ) random mixing weights of the identity targets."""
     s = N_ID_SAMPLES
-    slider = rng.uniform(-1.0, 1.0, (s, n_pairs)) * (rng.random((s, n_pairs)) < 0.5)
+    slider = rng.uniform(-SLIDER_AMPLITUDE, SLIDER_AMPLITUDE, (s, n_pairs)) * (rng.random((s, n_pairs)) < 0.5)
     pos, neg = np.clip(slider, 0, None), np.clip(-slider, 0, None)
-    race = rng.dirichlet(np.full(n_race, 0.3), s) * rng.uniform(0.0, 1.0, (s, 1))
-    univ = rng.dirichlet(np.full(n_univ, 0.3), s) * rng.uniform(0.0, 1.0, (s, 1))
+    race = rng.dirichlet(np.full(n_race, 0.3), s) * rng.uniform(0.0, MACRO_AMPLITUDE, (s, 1))
+    univ = rng.dirichlet(np.full(n_univ, 0.3), s) * rng.uniform(0.0, MACRO_AMPLITUDE, (s, 1))
     return np.concatenate([pos, neg, race, univ], 1)
 
 
@@ -390,82 +401,260 @@ def expression_weights(labels: list[str], rng: np.random.Generator) -> np.ndarra
 
 
 # ------------------------------------------------------------------------------------------ landmarks
-def choose_landmarks(p: np.ndarray, tris: np.ndarray, exp_targets: dict[str, np.ndarray]) -> np.ndarray:
-    """68 vertex ids with iBUG-68 semantics on the neutral mesh ``p`` (metres, centred, +z to the viewer).
-
-    Placeholder: replaced by the feature-based procedure below once the mesh has been inspected.
-    """
-    return _landmarks_from_features(p, tris, exp_targets)
-
-
-def _visible(p: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """Vertices seen by an orthographic camera looking down -z (front-facing and not hidden)."""
-    vn = vertex_normals(p, tris)
-    vis = vn[:, 2] > 0.05
-    # occlusion: hidden if another vertex within 1.5 mm in (x, y) is more than 4 mm closer to the viewer
-    from scipy.spatial import cKDTree
-
-    tree = cKDTree(p[:, :2])
-    for i in np.nonzero(vis)[0]:
-        near = tree.query_ball_point(p[i, :2], 0.0015)
-        if p[near, 2].max() > p[i, 2] + 0.004:
-            vis[i] = False
-    return vis
+# The 68 iBUG points are found once on the full-resolution neutral mesh (metres, centred, +z to the viewer;
+# image left = model -x = the subject's right) from features of a frontal orthographic depth map:
+#   eyes    the palpebral fissures are deep holes in the depth map (the eyeballs are not modelled): corners are
+#           their extreme columns, lid points their top/bottom at 1/3 and 2/3 of the width;
+#   mouth   the closed lips leave a slit with no surface behind it: corners are its ends; inner lip points
+#           are the lip vertices just above/below it; the outer lip contour is the edge of the region that
+#           MakeHuman's upper/lower "lip volume" targets move;
+#   nose    tip = most forward midline point; subnasale = deepest midline point between tip and upper lip;
+#           alar base from the region that the "nose flaring" target moves;
+#   brows   MakeHuman has no brow geometry: an arch at fixed proportions of the eye width above each eye;
+#   jaw     the frontal silhouette (surface normal turning 65 degrees away from the viewer) below eye level,
+#           smoothed (median, then a quartic in the angle), made symmetric and resampled to 17 points evenly
+#           by arc length from the subject's right to the left.
+# Each 2D target point is then snapped to the nearest vertex visible from the front.
+DEPTH_RES = 0.0002  # depth-map pixel, metres
+JAW_SILHOUETTE_DEG = 65.0  # the jaw line: where the surface turns this far away from the viewer
+LMK_TARGETS = ("mouth/mouth-upperlip-volume-incr", "mouth/mouth-lowerlip-volume-incr", "nose/nose-flaring-incr")
 
 
-def _nearest(p: np.ndarray, mask: np.ndarray, target_xy: np.ndarray) -> int:
-    cand = np.nonzero(mask)[0]
-    d = np.linalg.norm(p[cand, :2] - target_xy[None], axis=1)
-    return int(cand[np.argmin(d)])
+class DepthMap:
+    """Frontal orthographic z-buffer of a triangle mesh (x right, y up, larger z = nearer the viewer)."""
+
+    def __init__(self, p: np.ndarray, tris: np.ndarray, res: float = DEPTH_RES):
+        self.res, self.lo = res, p[:, :2].min(0)
+        w, h = (np.ceil((p[:, :2].max(0) - self.lo) / res).astype(int) + 1)
+        self.depth = np.full((h, w), -np.inf)
+        self.tri = np.full((h, w), -1, dtype=np.int64)
+        for k, t in enumerate(tris):
+            q, z = (p[t, :2] - self.lo) / res, p[t, 2]
+            (x0, y0), (x1, y1) = np.floor(q.min(0)).astype(int), np.ceil(q.max(0)).astype(int)
+            xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+            a, b, c = q
+            den = (b[1] - c[1]) * (a[0] - c[0]) + (c[0] - b[0]) * (a[1] - c[1])
+            if abs(den) < 1e-12:
+                continue
+            l1 = ((b[1] - c[1]) * (xs - c[0]) + (c[0] - b[0]) * (ys - c[1])) / den
+            l2 = ((c[1] - a[1]) * (xs - c[0]) + (a[0] - c[0]) * (ys - c[1])) / den
+            inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (1 - l1 - l2 >= -1e-9)
+            zz = (l1 * z[0] + l2 * z[1] + (1 - l1 - l2) * z[2])[inside]
+            yy, xx = ys[inside], xs[inside]
+            closer = zz > self.depth[yy, xx]
+            self.depth[yy[closer], xx[closer]] = zz[closer]
+            self.tri[yy[closer], xx[closer]] = k
+
+    def pixel(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.round((np.atleast_2d(xy) - self.lo) / self.res).astype(int)
+        return q[:, 1].clip(0, self.depth.shape[0] - 1), q[:, 0].clip(0, self.depth.shape[1] - 1)
+
+    def xy(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return np.stack([cols, rows], -1) * self.res + self.lo
+
+    def window(self, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
+        (r0, r1), (c0, c1) = self.pixel(np.array([[x0, y0], [x1, y1]]))
+        return slice(r0, r1 + 1), slice(c0, c1 + 1)
 
 
-def _landmarks_from_features(p: np.ndarray, tris: np.ndarray, exp_targets: dict[str, np.ndarray]) -> np.ndarray:
-    vis = _visible(p, tris)
-    # crude template (metres) until features are in: rough frontal layout of a MakeHuman adult face
-    pts = []
-    for k in range(17):  # jaw: from subject's right ear (x<0) around the chin to the left
-        a = np.pi * (1.0 - k / 16.0)
-        pts.append([0.068 * np.cos(a), -0.01 - 0.075 * np.sin(a)])
-    for k in range(5):
-        pts.append([-0.062 + 0.012 * k, 0.045 + 0.004 * np.sin(np.pi * k / 4)])
-    for k in range(5):
-        pts.append([0.014 + 0.012 * k, 0.045 + 0.004 * np.sin(np.pi * (4 - k) / 4)])
-    for k in range(4):
-        pts.append([0.0, 0.03 - 0.013 * k])
-    for k in range(5):
-        pts.append([-0.014 + 0.007 * k, -0.017 + 0.003 * abs(k - 2) / 2])
-    eye = [[-0.048, 0.028], [-0.04, 0.033], [-0.028, 0.033], [-0.018, 0.028], [-0.028, 0.024], [-0.04, 0.024]]
-    pts += eye
-    pts += [[-x, y] for x, y in [eye[3], eye[2], eye[1], eye[0], eye[5], eye[4]]]
-    mouth = [[-0.025, -0.04], [-0.016, -0.033], [-0.006, -0.031], [0.0, -0.032], [0.006, -0.031],
-             [0.016, -0.033], [0.025, -0.04], [0.016, -0.048], [0.006, -0.051], [0.0, -0.051],
-             [-0.006, -0.051], [-0.016, -0.048]]
-    pts += mouth
-    inner = [[-0.02, -0.04], [-0.008, -0.039], [0.0, -0.039], [0.008, -0.039], [0.02, -0.04],
-             [0.008, -0.041], [0.0, -0.041], [-0.008, -0.041]]
-    pts += inner
-    pts = np.array(pts)
-    return np.array([_nearest(p, vis, q) for q in pts], dtype=np.int64)
+def _component_at(mask: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
+    from scipy import ndimage
+
+    lab, _ = ndimage.label(mask)
+    if lab[seed] == 0:
+        raise SystemExit("error: landmark procedure: no hole found where an eye/mouth was expected")
+    return lab == lab[seed]
+
+
+def choose_landmarks(p: np.ndarray, tris: np.ndarray, targets: dict[str, np.ndarray]) -> np.ndarray:
+    """68 vertex ids (into ``p``) with iBUG-68 semantics on the neutral full-resolution face (see above)."""
+    from scipy import ndimage
+
+    dm = DepthMap(p, tris)
+    rows, cols = dm.pixel(p[:, :2])
+    # visible from the front: no surface more than 1.5 mm nearer the viewer within 0.5 mm
+    visible = p[:, 2] > ndimage.maximum_filter(dm.depth, size=5)[rows, cols] - 0.0015
+    nearest_cache: dict[tuple[float, float], int] = {}
+
+    def snap(xy, mask=None) -> int:
+        m = visible if mask is None else visible & mask
+        cand = np.nonzero(m)[0]
+        d = np.linalg.norm(p[cand, :2] - np.asarray(xy)[None], axis=1)
+        out = int(cand[np.argmin(d)])
+        nearest_cache[tuple(np.round(xy, 6))] = out
+        return out
+
+    # holes: no surface, or a surface more than 8 mm behind the nearest lid/lip within 6 mm
+    depth = np.where(np.isfinite(dm.depth), dm.depth, -1.0)
+    around = ndimage.maximum_filter(depth, size=int(round(0.006 / dm.res)))
+    inside_face = ndimage.binary_fill_holes(np.isfinite(dm.depth))
+    hole = inside_face & (around - depth > 0.008)
+
+    lmk = np.zeros(68, dtype=np.int64)
+    # ---- eyes: the fissure component around the deepest point of each eye window
+    eye_rows = {}
+    for side, (outer, inner, up1, up2, lo2, lo1) in ((-1, (36, 39, 37, 38, 40, 41)), (1, (45, 42, 44, 43, 47, 46))):
+        win = dm.window(*sorted([side * 0.008, side * 0.06]), 0.0, 0.06)
+        sub = np.where(hole[win], -depth[win], -np.inf)
+        r, c = np.unravel_index(np.argmax(sub), sub.shape)
+        comp = np.zeros_like(hole)
+        comp[win] = _component_at(hole[win], (r, c))
+        rr, cc = np.nonzero(comp)
+        pts = dm.xy(rr, cc)
+        x_out = pts[:, 0].min() if side < 0 else pts[:, 0].max()
+        x_in = pts[:, 0].max() if side < 0 else pts[:, 0].min()
+        corner = {}
+        for name, xc in (("out", x_out), ("in", x_in)):
+            col = np.isclose(pts[:, 0], xc)
+            corner[name] = np.array([xc, pts[col, 1].mean()])
+        lmk[outer] = snap(corner["out"] + [side * 0.0005, 0.0])
+        lmk[inner] = snap(corner["in"] - [side * 0.0005, 0.0])
+        for frac, top_id, bottom_id in ((1 / 3, up1, lo1), (2 / 3, up2, lo2)):
+            xc = corner["out"][0] + frac * (corner["in"][0] - corner["out"][0])
+            col = np.abs(pts[:, 0] - xc) < dm.res * 0.6
+            lmk[top_id] = snap([xc, pts[col, 1].max() + 0.0005])
+            lmk[bottom_id] = snap([xc, pts[col, 1].min() - 0.0005])
+        eye_rows[side] = (corner, pts[:, 1].max())
+    eye_width = abs(eye_rows[-1][0]["out"][0] - eye_rows[-1][0]["in"][0])
+    eye_y = np.mean([eye_rows[s][0][k][1] for s in (-1, 1) for k in ("out", "in")])
+
+    # ---- mouth: the slit is the widest hole between the nose and the chin (it may be interrupted where the
+    # lips touch: every hole piece on the same line joins it)
+    win = dm.window(-0.04, 0.04, -0.055, -0.015)
+    lab, n_lab = ndimage.label(hole[win])
+    if n_lab == 0:
+        raise SystemExit("error: landmark procedure: no mouth slit found")
+    pieces = [dm.xy(*np.nonzero(lab == k)) for k in range(1, n_lab + 1)]
+    widest = max(range(n_lab), key=lambda k: np.ptp(pieces[k][:, 0]))
+    y_mid = pieces[widest][:, 1].mean()
+    slit = np.concatenate([q for q in pieces if abs(q[:, 1].mean() - y_mid) < 0.002]) + dm.xy(
+        np.array([win[0].start]), np.array([win[1].start]))[0] - dm.lo
+    xl, xr = slit[:, 0].min(), slit[:, 0].max()
+    order = np.argsort(slit[:, 0])
+
+    def slit_y(x: float) -> float:
+        return float(np.interp(x, slit[order, 0], slit[order, 1]))
+
+    lmk[48] = snap([xl - 0.0005, slit_y(xl)])
+    lmk[54] = snap([xr + 0.0005, slit_y(xr)])
+    lmk[60] = snap([xl + 0.002, slit_y(xl + 0.002)])
+    lmk[64] = snap([xr - 0.002, slit_y(xr - 0.002)])
+    span = xr - xl
+    for k, frac in zip((61, 62, 63), (0.3, 0.5, 0.7)):
+        x = xl + frac * span
+        lmk[k] = snap([x, slit_y(x) + 0.0005], p[:, 1] > slit_y(x))
+    for k, frac in zip((65, 66, 67), (0.7, 0.5, 0.3)):
+        x = xl + frac * span
+        lmk[k] = snap([x, slit_y(x) - 0.0005], p[:, 1] < slit_y(x))
+    for key, ids_fracs, top in ((LMK_TARGETS[0], ((49, 0.18), (50, 0.34), (51, 0.5), (52, 0.66), (53, 0.82)), True),
+                                (LMK_TARGETS[1], ((55, 0.82), (56, 0.66), (57, 0.5), (58, 0.34), (59, 0.18)), False)):
+        mag = np.linalg.norm(targets[key], axis=1)
+        region = visible & (mag > 0.35 * mag.max())
+        for k, frac in ids_fracs:
+            x = xl + frac * span
+            dx = np.abs(p[:, 0] - x)
+            near = region & (dx < max(0.0025, dx[region].min() + 0.001))
+            y = p[near, 1].max() if top else p[near, 1].min()
+            lmk[k] = snap([x, y])
+
+    # ---- nose
+    midline = visible & (np.abs(p[:, 0]) < 0.0008)
+    between = midline & (p[:, 1] < eye_y) & (p[:, 1] > slit_y(0.0))
+    tip = int(np.nonzero(between)[0][np.argmax(p[between, 2])])
+    lmk[30] = tip
+    top_lip_y = p[lmk[51], 1]
+    under = midline & (p[:, 1] < p[tip, 1] - 0.004) & (p[:, 1] > top_lip_y + 0.002)
+    sub = int(np.nonzero(under)[0][np.argmin(p[under, 2])])
+    lmk[33] = sub
+    nasion_y = max(eye_rows[-1][1], eye_rows[1][1])
+    for k, frac in ((27, 0.0), (28, 1 / 3), (29, 2 / 3)):
+        lmk[k] = snap([0.0, nasion_y + frac * (p[tip, 1] - nasion_y)], np.abs(p[:, 0]) < 0.0008)
+    mag = np.linalg.norm(targets[LMK_TARGETS[2]], axis=1)
+    ala = mag > 0.3 * mag.max()
+    half_width = np.abs(p[ala, 0]).max()
+    y_base = p[sub, 1] + 0.25 * (p[tip, 1] - p[sub, 1])
+    for k, sx, fx, fy in ((31, -1, 0.8, 0.25), (32, -1, 0.4, 0.1), (34, 1, 0.4, 0.1), (35, 1, 0.8, 0.25)):
+        lmk[k] = snap([sx * fx * half_width, p[sub, 1] + fy * (p[tip, 1] - p[sub, 1])])
+    del y_base
+
+    # ---- brows: MakeHuman has no brow geometry (brows are painted in its textures), so the brows are an arch
+    # at fixed proportions of the eye width w above the eye line: from 0.2 w outside the outer corner to the
+    # inner corner, rising from 0.45 w to a peak of 0.8 w and ending at 0.6 w.
+    for side, ids in ((-1, (17, 18, 19, 20, 21)), (1, (26, 25, 24, 23, 22))):
+        corner = eye_rows[side][0]
+        x_out = corner["out"][0] + side * 0.2 * eye_width
+        x_in = corner["in"][0]
+        for k, frac in zip(ids, np.linspace(0.0, 1.0, 5)):
+            x = x_out + frac * (x_in - x_out)
+            y = eye_y + eye_width * (0.45 + 0.35 * np.sin(np.pi * 0.85 * frac))
+            lmk[k] = snap([x, y])
+
+    # ---- jaw: frontal silhouette below eye level, 17 points evenly by arc length
+    tri_n = np.cross(p[tris[:, 1]] - p[tris[:, 0]], p[tris[:, 2]] - p[tris[:, 0]])
+    tri_n /= np.maximum(np.linalg.norm(tri_n, axis=1, keepdims=True), 1e-12)
+    facing = np.where(dm.tri >= 0, tri_n[np.maximum(dm.tri, 0), 2], -1.0)
+    facing = ndimage.median_filter(facing, size=5)
+    centre = np.array([0.0, eye_y])
+    angles = np.linspace(np.pi, 1.5 * np.pi, 361)  # the subject's right half; the left is its mirror image
+    radius = []
+    for ang in angles:
+        d = np.array([np.cos(ang), np.sin(ang)])
+        for s in np.arange(0.15, 0.0, -dm.res / 2):  # walk inward to the first surface facing the viewer
+            r, c = dm.pixel(centre + s * d)
+            if facing[r[0], c[0]] > np.cos(np.radians(JAW_SILHOUETTE_DEG)):
+                radius.append(s)
+                break
+    # the crop edge near the ears is ragged: a median filter, then a smooth quartic in the angle
+    radius = ndimage.median_filter(np.array(radius), size=31, mode="nearest")
+    u = (angles - np.pi) / (0.5 * np.pi)
+    radius = np.polyval(np.polyfit(u, radius, 4), u)
+    half = centre + radius[:, None] * np.stack([np.cos(angles), np.sin(angles)], 1)
+    contour = np.concatenate([half, half[-2::-1] * [-1.0, 1.0]])  # right half, then the mirrored left half
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(contour, axis=0), axis=1))])
+    for k, a in enumerate(np.linspace(0.0, arc[-1], 17)):
+        xy = np.array([np.interp(a, arc, contour[:, 0]), np.interp(a, arc, contour[:, 1])])
+        lmk[k] = snap(xy)
+    if len(set(lmk.tolist())) != 68:
+        raise SystemExit(f"error: landmark procedure picked a vertex twice: {lmk.tolist()}")
+    return lmk
 
 
 # ------------------------------------------------------------------------------------------- figure
 def draw_figure(arrays: ModelArrays, path: Path) -> None:
+    """The landmark check figure: the shaded mean face (front, painter's order) with the 68 numbered
+    landmarks, and close-ups of the eye/brow and the nose/mouth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
 
-    p, tri, li = arrays.mean_shape, arrays.triangles, arrays.landmark_index
-    fig, axes = plt.subplots(1, 2, figsize=(14, 8))
-    for ax, (i, j), title in ((axes[0], (0, 1), "front (x, y)"), (axes[1], (2, 1), "side (z, y)")):
-        ax.triplot(p[:, i], p[:, j], tri, lw=0.2, color="0.6")
-        ax.scatter(p[li, i], p[li, j], s=12, c="r", zorder=3)
-        if i == 0:
-            for k, v in enumerate(li):
-                ax.annotate(str(k), (p[v, i], p[v, j]), fontsize=6, color="b", xytext=(2, 2),
-                            textcoords="offset points")
+    p, tri, li = arrays.mean_shape.astype(np.float64), arrays.triangles, arrays.landmark_index
+    fn = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])
+    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+    light = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0])
+    order = [k for k in np.argsort(p[tri, 2].mean(1)) if fn[k, 2] > 0]
+    shade = plt.cm.copper(0.25 + 0.75 * np.clip(fn[order] @ light, 0, 1))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 7), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    boxes = [None, (-0.06, -0.005, 0.015, 0.06), (-0.035, 0.035, -0.055, 0.005)]
+    titles = ["mean face (front), 68 iBUG landmarks", "subject's right eye and brow", "nose and mouth"]
+    for ax, box, title in zip(axes, boxes, titles):
+        ax.add_collection(PolyCollection(p[tri[order]][:, :, :2], facecolors=shade, edgecolors="k",
+                                         linewidths=0.05))
+        ax.scatter(p[li, 0], p[li, 1], s=14 if box is None else 30, c="cyan", edgecolors="k", zorder=3)
+        for k, v in enumerate(li):
+            if box is None or (box[0] < p[v, 0] < box[1] and box[2] < p[v, 1] < box[3]):
+                ax.annotate(str(k), (p[v, 0], p[v, 1]), fontsize=6 if box is None else 9, color="yellow",
+                            xytext=(2, 2), textcoords="offset points", zorder=4)
         ax.set_aspect("equal")
-        ax.set_title(f"teaching 3DMM mean face, 68 landmarks, {title}, metres")
+        if box is None:
+            ax.autoscale()
+        else:
+            ax.set_xlim(box[0], box[1])
+            ax.set_ylim(box[2], box[3])
+        ax.set_title(title)
+        ax.set_xlabel("x (m)")
+    axes[0].set_ylabel("y (m)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -493,22 +682,27 @@ def build(wheel: Path, n_vertices: int = DEFAULT_VERTICES) -> tuple[ModelArrays,
     keep_units = [k for k, lab in enumerate(unit_labels) if lab not in EXP_SKIP]
     unit_labels = [unit_labels[k] for k in keep_units]
     exp_t = np.stack([load(unit_files[k]) for k in keep_units])  # (U, Ncrop, 3) dm
-    neutral = base[ids]
+    # metres, centred on the face's bounding box (x = 0 is MakeHuman's symmetry plane)
+    neutral = base[ids] * DM_TO_M
+    centre = np.array([0.0, *((neutral[:, 1:].max(0) + neutral[:, 1:].min(0)) / 2)])
+    neutral = neutral - centre
+    exp_t = exp_t * DM_TO_M
+
+    # landmarks on the full-resolution neutral face, then decimation keeping them
+    lmk_t = {name: load(TARGET_ROOT + name + ".target.gz") * DM_TO_M for name in LMK_TARGETS}
+    lmk_full = choose_landmarks(neutral, tris, lmk_t)
     probe = {lab: exp_t[unit_labels.index(lab)] for lab in ("jawOpen", "mouthSmileLeft", "mouthSmileRight",
                                                              "eyeBlinkLeft", "eyeBlinkRight", "mouthPucker")}
     shapes = np.stack([neutral, neutral + probe["jawOpen"], neutral + probe["mouthSmileLeft"]
                        + probe["mouthSmileRight"], neutral + probe["eyeBlinkLeft"] + probe["eyeBlinkRight"],
                        neutral + probe["mouthPucker"]])
-    kept, tris = decimate(shapes, tris, n_vertices)
+    kept, tris = decimate(shapes, tris, n_vertices, protected=lmk_full)
+    local = np.full(len(ids), -1, dtype=np.int64)
+    local[kept] = np.arange(len(kept))
+    lmk = local[lmk_full]
     ids, neutral, exp_t = ids[kept], neutral[kept], exp_t[:, kept]
-    print(f"decimated: {len(ids)} vertices, {len(tris)} triangles ({time.time() - t0:.1f} s)")
-
-    # metres, centred
-    neutral = neutral * DM_TO_M
-    centre = np.array([0.0, *((neutral[:, 1:].max(0) + neutral[:, 1:].min(0)) / 2)])
-    neutral = neutral - centre
-    exp_t = exp_t * DM_TO_M
     n = len(ids)
+    print(f"decimated: {n} vertices, {len(tris)} triangles ({time.time() - t0:.1f} s)")
 
     # identity
     pairs, race, universal = identity_sliders(names)
@@ -533,9 +727,12 @@ def build(wheel: Path, n_vertices: int = DEFAULT_VERTICES) -> tuple[ModelArrays,
     e_mom = we.T @ we / len(we)
     exp_flat = exp_t.reshape(len(unit_labels), -1)
     exp_basis, exp_std, exp_rank = principal_axes(exp_flat, e_mom, N_EXP)
+    # sign convention: a positive coefficient moves toward the face unit that projects most on the mode
+    proj = exp_flat @ exp_basis  # (units, modes)
+    dominant = np.argmax(np.abs(proj), axis=0)
+    exp_basis = exp_basis * np.sign(proj[dominant, np.arange(N_EXP)])
+    exp_dominant = [unit_labels[k] for k in dominant]
     print(f"expression: {len(unit_labels)} face units, rank {exp_rank}")
-
-    lmk = choose_landmarks(mean_shape, tris, {lab: exp_t[k] for k, lab in enumerate(unit_labels)})
 
     n_real_id = min(id_rank, N_ID)
     meta = {
@@ -565,6 +762,7 @@ def build(wheel: Path, n_vertices: int = DEFAULT_VERTICES) -> tuple[ModelArrays,
         "identity_std_m": [float(x) for x in id_std[:10]],
         "expression_units": unit_labels,
         "expression_rank": exp_rank,
+        "expression_mode_dominant_unit": exp_dominant,
         "expression_std_m": [float(x) for x in exp_std[:10]],
         "centre_removed_m": centre.tolist(),
         "build_seconds": round(time.time() - t0, 1),
