@@ -41,7 +41,12 @@ def euler_to_rotation(yaw: Tensor, pitch: Tensor, roll: Tensor) -> Tensor:
 
     Yaw turns the head left/right (about y, up), pitch nods (about x), roll tilts in the image plane (about z).
     """
-    yaw, pitch, roll = (torch.as_tensor(a, dtype=torch.float32).reshape(-1) for a in (yaw, pitch, roll))
+    angles = [torch.as_tensor(a) for a in (yaw, pitch, roll)]
+    dtype = torch.float32
+    for a in angles:  # keep float64 (gradient checks, pose fitting) when given; ints and floats -> float32
+        if a.is_floating_point():
+            dtype = torch.promote_types(dtype, a.dtype)
+    yaw, pitch, roll = (a.to(dtype).reshape(-1) for a in angles)
     cy, sy, cp, sp, cr, sr = yaw.cos(), yaw.sin(), pitch.cos(), pitch.sin(), roll.cos(), roll.sin()
     one, zero = torch.ones_like(cy), torch.zeros_like(cy)
     ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).view(-1, 3, 3)
@@ -85,7 +90,8 @@ def look_at_crop(mean_points: Tensor, yaw_deg: float = 0.0, pitch_deg: float = 0
                  fill: float = 0.75) -> Tensor:
     """A (1, 8) camera that puts the (N, 3) ``mean_points`` centred in a [0, 1] crop, spanning ``fill`` of it."""
     deg = math.pi / 180.0
-    r = euler_to_rotation(torch.tensor([yaw_deg * deg]), torch.tensor([pitch_deg * deg]), torch.tensor([roll_deg * deg]))
+    r = euler_to_rotation(torch.tensor([yaw_deg * deg]), torch.tensor([pitch_deg * deg]),
+                          torch.tensor([roll_deg * deg]))
     pts = mean_points.reshape(-1, 3).to(r) @ r[0].T
     extent = (pts[:, :2].max(0).values - pts[:, :2].min(0).values).max()
     f = fill / extent
