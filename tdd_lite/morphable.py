@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -153,7 +154,7 @@ class MorphableModel(nn.Module):
         if alpha.ndim != 2 or alpha.shape[1] != k:
             raise ValueError(f"{name} must have shape (B, {k}), got {tuple(alpha.shape)}")
         _check_finite(name, alpha)
-        return alpha
+        return alpha.to(self.mean_shape.dtype)  # e.g. float64 parameters on a float32 model (differentiable)
 
     def _params(self, alpha_id: Tensor | None, alpha_exp: Tensor | None) -> tuple[Tensor | None, Tensor | None, int]:
         alpha_id = self._check(alpha_id, self.n_id, "alpha_id")
@@ -231,7 +232,6 @@ _NPZ_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "triang
 def save_npz(arrays: ModelArrays, path: str | Path) -> None:
     """Write a model as an uncompressed-deterministic ``.npz`` (same arrays -> same bytes)."""
     import io
-    import zipfile
 
     path = Path(path)
     items = {k: getattr(arrays, k) for k in _NPZ_KEYS}
@@ -259,7 +259,7 @@ def load_npz(path: str | Path) -> MorphableModel:
             if missing:
                 raise ValueError(f"{path}: not a tdd_lite model file, missing arrays {missing}")
             data = {k: z[k] for k in z.files}
-    except (OSError, EOFError, ValueError) as e:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
         if isinstance(e, ValueError) and str(path) in str(e):
             raise
         raise ValueError(f"{path}: cannot read model file ({e})") from e
