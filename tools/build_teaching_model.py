@@ -817,6 +817,16 @@ def write_outputs(arrays: ModelArrays, info: dict, wheel: Path, out: Path) -> No
     tmp.replace(out.parent / LICENSE_FILE.name)
 
 
+def compare_outputs(fresh_dir: Path, committed_dir: Path) -> list[str]:
+    """Names of the output files (asset, provenance, licence) whose bytes differ or are missing."""
+    out = []
+    for name in (ASSET.name, PROVENANCE.name, LICENSE_FILE.name):
+        old = committed_dir / name
+        if not old.exists() or old.read_bytes() != (fresh_dir / name).read_bytes():
+            out.append(name)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wheel", help=f"path to {WHEEL_NAME} (else pip download into --cache)")
@@ -831,14 +841,14 @@ def main(argv: list[str] | None = None) -> int:
     arrays, info = build(wheel, args.vertices)
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / ASSET.name
-            write_outputs(arrays, info, wheel, out)
-            for name in (ASSET.name, PROVENANCE.name, LICENSE_FILE.name):
-                new, old = (Path(tmp) / name).read_bytes(), (ASSET_DIR / name)
-                if not old.exists() or old.read_bytes() != new:
-                    print(f"error: {ASSET_DIR / name} differs from a fresh build (sha256 of fresh build "
-                          f"{hashlib.sha256(new).hexdigest()}); rebuild with python tools/build_teaching_model.py")
-                    return 1
+            write_outputs(arrays, info, wheel, Path(tmp) / ASSET.name)
+            differ = compare_outputs(Path(tmp), ASSET_DIR)
+            for name in differ:
+                fresh = hashlib.sha256((Path(tmp) / name).read_bytes()).hexdigest()
+                print(f"error: {ASSET_DIR / name} differs from a fresh build (fresh sha256 {fresh}); "
+                      "rebuild with: python tools/build_teaching_model.py")
+            if differ:
+                return 1
         print(f"ok: {ASSET} reproduced byte for byte ({time.time() - t0:.1f} s)")
     else:
         out_dir = Path(args.out)
