@@ -49,8 +49,10 @@ class ModelArrays:
 def orthonormalize(basis: np.ndarray, std: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Turn a basis whose columns scale the modes (``A * alpha``) into orthonormal ``Q`` and per-mode std.
 
-    If the columns are already orthogonal, ``Q = A / |A|`` and ``std = |A| * std``. Otherwise a thin QR is
-    used and the std becomes the column norms of ``R`` (an approximation that is exact for orthogonal input).
+    If the columns are already orthogonal, ``Q = A / |A|`` and ``std = |A| * std`` (modes kept in order).
+    Otherwise (e.g. a PCA basis restricted to a trimmed set of vertices) the std-scaled basis is re-diagonalised
+    by a thin SVD, ``A diag(std) = Q diag(s) V^T``: the new modes mix the old ones, but the shape distribution
+    for ``alpha ~ N(0, I)`` (covariance ``A diag(std^2) A^T = Q diag(s^2) Q^T``) is exactly preserved.
     """
     basis = np.asarray(basis, dtype=np.float64)
     std = np.ones(basis.shape[1]) if std is None else np.asarray(std, dtype=np.float64)
@@ -62,11 +64,11 @@ def orthonormalize(basis: np.ndarray, std: np.ndarray | None = None) -> tuple[np
     gram = q.T @ q
     if np.abs(gram - np.eye(q.shape[1])).max() < 1e-4:
         return q.astype(np.float32), norms.astype(np.float32)
-    qq, r = np.linalg.qr(scaled)
-    sign = np.sign(np.diag(r))
-    sign[sign == 0] = 1
-    qq = qq * sign
-    return qq.astype(np.float32), np.abs(np.linalg.norm(r, axis=0)).astype(np.float32)
+    u, s, _ = np.linalg.svd(scaled, full_matrices=False)
+    if s[-1] <= s[0] * 1e-10:
+        raise ValueError(f"basis columns are linearly dependent (singular values {s[0]:.3g} ... {s[-1]:.3g})")
+    sign = np.where(u[np.argmax(np.abs(u), axis=0), np.arange(u.shape[1])] < 0, -1.0, 1.0)  # largest entry > 0
+    return (u * sign).astype(np.float32), s.astype(np.float32)
 
 
 def _check_finite(name: str, x: Tensor) -> None:

@@ -198,8 +198,12 @@ def test_orthonormalize_general_input_spans_same_space():
     basis, std = orthonormalize(a)
     np.testing.assert_allclose(basis.T @ basis, np.eye(6), atol=1e-5)
     assert np.all(std > 0)
-    # the columns of a lie in span(basis)
+    # the columns of a lie in span(basis), and the shape covariance A A^T is preserved exactly
     np.testing.assert_allclose(basis @ (basis.T @ a), a, atol=1e-4)
+    np.testing.assert_allclose((basis * std) @ (basis * std).T, a @ a.T, atol=1e-4)
+    assert np.all(np.diff(std) <= 0)
+    with pytest.raises(ValueError, match="linearly dependent"):
+        orthonormalize(np.concatenate([a, a[:, :1] * 2], 1))
     with pytest.raises(ValueError, match="all-zero column"):
         orthonormalize(np.zeros((6, 2)))
 
