@@ -746,6 +746,7 @@ def build(wheel: Path, n_vertices: int = DEFAULT_VERTICES) -> tuple[ModelArrays,
         "n_identity_real_components": n_real_id,
         "n_identity_padded_components": N_ID - n_real_id,
         "caveat": "designer-slider model (random mixes of MakeHuman sliders), not population statistics",
+        "expression_mode_dominant_unit": exp_dominant,
         "base_vertex_ids_sha256": sha256_bytes(np.ascontiguousarray(ids, dtype="<i8").tobytes()),
     }
     arrays = ModelArrays(

@@ -1,0 +1,83 @@
+"""The ipywidgets face explorer, driven headless: slider values re-render and move the drawn landmarks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tdd_lite.camera import camera_from_pose, euler_to_rotation, pose_from_camera, project
+from tdd_lite.morphable import load_teaching_model
+from tdd_lite.widgets import FaceExplorer, crop_to_pixels, face_camera
+
+pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_teaching_model()
+
+
+def _direct_landmarks(model, alpha_id, alpha_exp, yaw, pitch, roll, size, fill=0.6):
+    """Independent computation: eq. 2/7 at the landmark vertices (dense shape), then v = f P R X + t in pixels."""
+    dense = model.shape(alpha_id, alpha_exp)[0].double()
+    pts = dense[torch.as_tensor(model.landmark_index)]
+    cam = face_camera(model, yaw, pitch, roll, fill=fill).double()
+    f, r, t = pose_from_camera(cam)
+    p = torch.tensor([[1.0, 0, 0], [0, -1.0, 0]], dtype=torch.float64)
+    uv = f[0] * (p @ r[0] @ pts.T).T + t[0]  # [0, 1] crop coordinates
+    return (uv * size - 0.5).numpy()
+
+
+def test_sliders_rerender_and_landmarks_match_direct_computation(model):
+    ex = FaceExplorer(model, n_id=3, n_exp=3, size=128)
+    assert set(ex.sliders) == {"id_0", "id_1", "id_2", "exp_0", "exp_1", "exp_2", "yaw", "pitch", "roll"}
+    renders, img0, lmk0 = ex.renders, ex.last_image.copy(), ex.last_landmarks.copy()
+    assert img0.shape == (128, 128, 3) and lmk0.shape == (68, 2)
+    assert len(ex.image.value) > 100 and ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    z_id, z_exp = model.zeros(1)
+    np.testing.assert_allclose(lmk0, _direct_landmarks(model, z_id, z_exp, 0, 0, 0, 128), atol=1e-3)
+
+    ex.sliders["exp_0"].value = 2.0
+    assert ex.renders == renders + 1
+    assert not np.array_equal(ex.last_image, img0)
+    a_exp = z_exp.clone()
+    a_exp[0, 0] = 2.0
+    np.testing.assert_allclose(ex.last_landmarks, _direct_landmarks(model, z_id, a_exp, 0, 0, 0, 128), atol=1e-3)
+    # expression mode 0 (mostly jawOpen) opens the mouth: inner lips 62 (top) and 66 (bottom) part, image y down
+    gap = lambda l: l[66, 1] - l[62, 1]  # noqa: E731
+    assert gap(ex.last_landmarks) > gap(lmk0) + 2.0
+    # the identity slider changes the landmarks, and only through the identity term
+    ex.sliders["id_1"].value = -1.5
+    a_id = z_id.clone()
+    a_id[0, 1] = -1.5
+    np.testing.assert_allclose(ex.last_landmarks, _direct_landmarks(model, a_id, a_exp, 0, 0, 0, 128), atol=1e-3)
+    ex.sliders["yaw"].value = 30.0
+    ex.sliders["roll"].value = -10.0
+    np.testing.assert_allclose(ex.last_landmarks, _direct_landmarks(model, a_id, a_exp, 30, 0, -10, 128),
+                               atol=1e-3)
+
+
+def test_yaw_turns_the_nose_to_image_right(model):
+    ex = FaceExplorer(model, n_id=1, n_exp=1, size=96)
+    nose0 = ex.last_landmarks[30, 0] - ex.last_landmarks[27:31, 0].mean()
+    ex.sliders["yaw"].value = 40.0
+    nose1 = ex.last_landmarks[30, 0] - ex.last_landmarks[27, 0]
+    assert nose1 > nose0 + 3.0
+    assert ex.parameters()[2].shape == (1, 8)
+
+
+def test_face_camera_scale_is_pose_independent_and_centred(model):
+    for yaw, pitch, roll in ((0, 0, 0), (50, -20, 15)):
+        cam = face_camera(model, yaw, pitch, roll, fill=0.6)
+        f, r, _ = pose_from_camera(cam)
+        ref = euler_to_rotation(torch.tensor([math.radians(yaw)]), torch.tensor([math.radians(pitch)]),
+                                torch.tensor([math.radians(roll)]))
+        torch.testing.assert_close(r, ref, atol=1e-5, rtol=0)
+        uv = project(model.lmk_mean[None], cam)[0]
+        torch.testing.assert_close(uv.mean(0), torch.tensor([0.5, 0.5]), atol=1e-5, rtol=0)
+        assert f.item() == pytest.approx(face_camera(model).reshape(2, 4)[0, 0].item() / 0.7 * 0.6, rel=1e-4)
+    pix = crop_to_pixels(camera_from_pose(torch.ones(1), torch.eye(3)[None], torch.zeros(1, 2)), 10)
+    assert project(torch.zeros(1, 1, 3), pix)[0, 0].tolist() == [-0.5, -0.5]
