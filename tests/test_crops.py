@@ -114,3 +114,19 @@ def test_bad_shapes_raise():
         crops.to_crop(np.zeros((68, 3)), np.zeros(4))
     with pytest.raises(ValueError, match="box"):
         crops.from_crop(np.zeros((68, 2)), np.zeros(3))
+
+
+def test_camera_to_crop_matches_to_crop_of_projection():
+    from tdd_lite.camera import camera_from_pose, euler_to_rotation, project
+
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.normal(size=(2, 30, 3)))
+    r = euler_to_rotation(torch.tensor([0.3, -0.5]), torch.tensor([0.1, 0.2]), torch.tensor([0.0, 0.3])).double()
+    t = torch.tensor([[120.0, 90.0], [200.0, 150.0]]).double()
+    cam = camera_from_pose(torch.tensor([40.0, 55.0]).double(), r, t)
+    box = torch.tensor([[60.0, 30.0, 180.0, 150.0], [100.0, 40.0, 300.0, 240.0]], dtype=torch.float64)
+    expect = crops.to_crop(project(x, cam), box)
+    np.testing.assert_allclose(project(x, crops.camera_to_crop(cam, box)).numpy(), expect.numpy(), atol=1e-12)
+    np.testing.assert_allclose(crops.camera_to_crop(cam.numpy(), box.numpy()), crops.camera_to_crop(cam, box).numpy())
+    with pytest.raises(ValueError, match="camera"):
+        crops.camera_to_crop(np.zeros(7), np.zeros(4))

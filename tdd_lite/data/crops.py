@@ -138,3 +138,27 @@ def from_crop(points01: Array, box: Array) -> Array:
     origin = box[..., None, 0:2]
     extent = box[..., None, 2:4] - origin
     return points01 * extent + origin
+
+
+def camera_to_crop(camera: Array, box: Array) -> Array:
+    """An image-pixel 8-parameter camera -> the camera that projects into [0, 1] crop coordinates of ``box``.
+
+    Projection is affine, so ``to_crop(project(X, camera), box) == project(X, camera_to_crop(camera, box))``:
+    the x row ``(m00, m01, m02, t_x)`` becomes ``(m00, m01, m02, t_x - x0) / (x1 - x0)``, the y row likewise.
+    ``(..., 8)`` cameras with ``(..., 4)`` boxes, numpy or torch.
+    """
+    if camera.shape[-1] != 8:
+        raise ValueError(f"camera must have shape (..., 8), got {tuple(camera.shape)}")
+    _check_box(box)
+    w = (box[..., 2] - box[..., 0])[..., None]
+    h = (box[..., 3] - box[..., 1])[..., None]
+    zero = box[..., 0:1] * 0
+    row_x = (camera[..., 0:4] - _cat([zero, zero, zero, box[..., 0:1]])) / w
+    row_y = (camera[..., 4:8] - _cat([zero, zero, zero, box[..., 1:2]])) / h
+    return _cat([row_x, row_y])
+
+
+def _cat(items: list[Array]) -> Array:
+    if isinstance(items[0], torch.Tensor):
+        return torch.cat(items, dim=-1)
+    return np.concatenate(items, axis=-1)

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,19 @@ def annotation_files(annot_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: int(p.stem))
 
 
+_INHERITED_CAPTURES: list = []
+_OPEN_SEQUENCES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _release_before_fork() -> None:
+    """Close this process's captures before a fork (DataLoader workers): children then start clean."""
+    for seq in list(_OPEN_SEQUENCES):
+        seq.close()
+
+
+os.register_at_fork(before=_release_before_fork)
+
+
 class Sequence:
     """One video folder ``ROOT/NNN``: lazy frames and its (T, 68, 2) landmarks.
 
@@ -181,19 +195,29 @@ class Sequence:
 
     # --------------------------------------------------------------- frames
     def _capture(self) -> cv2.VideoCapture:
-        if self._cap is None or self._cap_pid != os.getpid():
+        if self._cap is not None and self._cap_pid != os.getpid():
+            # inherited through fork: its FFmpeg threads live only in the parent, so releasing it here would
+            # wait forever. Keep it referenced (never destroyed) and open our own.
+            _INHERITED_CAPTURES.append(self._cap)
+            self._cap = None
+        if self._cap is None:
             if not self.video_path.exists():
                 raise FileNotFoundError(f"{self.video_path}: video missing")
             cap = cv2.VideoCapture(str(self.video_path))
             if not cap.isOpened():
                 raise OSError(f"{self.video_path}: OpenCV cannot open this video")
             self._cap, self._cap_pid, self._next = cap, os.getpid(), 0
+            _OPEN_SEQUENCES.add(self)
         return self._cap
 
     def close(self) -> None:
+        """Release the video (only a capture this process opened; see :meth:`_capture`)."""
         if self._cap is not None and self._cap_pid == os.getpid():
             self._cap.release()
-        self._cap = None
+        elif self._cap is not None:
+            _INHERITED_CAPTURES.append(self._cap)
+        self._cap, self._next = None, 0
+        _OPEN_SEQUENCES.discard(self)
 
     def _cached(self, k: int) -> Path | None:
         if self.cache_dir is not None and (self.cache_dir / "complete").exists():
