@@ -134,7 +134,7 @@ class FaceMesh:
     extra_loops: list[np.ndarray]  # loop vertex indices whose centroid is each extra vertex
     extra_depth: np.ndarray  # how far behind the loop centroid (model units) each extra vertex sits
     extra_kind: list[str]  # "eye" | "mouth"
-    feature: dict[str, np.ndarray]  # per original vertex weights in [0, 1]: "brow", "lip"
+    feature: dict[str, np.ndarray]  # per original vertex weights in [0, 1]: "brow", "lip", "eye"
 
     def vertices(self, shape: np.ndarray) -> np.ndarray:
         """(..., N, 3) model-space shape -> (..., N + n_extra, 3) with the hole-closing vertices."""
@@ -187,12 +187,18 @@ def build_face_mesh(model: MorphableModel) -> FaceMesh:
     outer = MplPath(lmk[48:60, :2]).contains_points(xy, radius=0.01 * face_w)
     inner = MplPath(lmk[60:68, :2]).contains_points(xy)
     lip = (outer & ~inner & front).astype(float)
+    eye = np.zeros(n)
+    for sl in (slice(36, 42), slice(42, 48)):
+        ring = np.concatenate([lmk[sl, :2], lmk[sl.start:sl.start + 1, :2]])
+        inside = MplPath(ring).contains_points(xy)
+        d = np.where(inside, 0.0, seg_dist(xy, ring))
+        eye = np.maximum(eye, np.clip(1.5 - d / (0.015 * face_w), 0, 1))
     return FaceMesh(np.concatenate(new_tris), loops, np.array(depth), kinds,
-                    {"brow": brow * front, "lip": lip})
+                    {"brow": brow * front, "lip": lip, "eye": eye * front})
 
 
 def vertex_colors(mesh: FaceMesh, n_vertices: int, skin: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-vertex albedo: skin, darker brows, redder lips, dark eyes and mouth interior."""
+    """Per-vertex albedo: skin, darker brows, redder lips, dark eyes (lid line or closed holes), mouth interior."""
     col = np.tile(skin, (n_vertices + len(mesh.extra_loops), 1))
     col[:n_vertices] *= rng.uniform(0.96, 1.04, (n_vertices, 1))  # blotchy skin
     hair = rng.choice([np.array([0.12, 0.08, 0.05]), np.array([0.3, 0.2, 0.1]), np.array([0.05, 0.05, 0.05])])
@@ -200,6 +206,8 @@ def vertex_colors(mesh: FaceMesh, n_vertices: int, skin: np.ndarray, rng: np.ran
     b, lw = mesh.feature["brow"][:, None], mesh.feature["lip"][:, None]
     col[:n_vertices] = col[:n_vertices] * (1 - b) + hair * b
     col[:n_vertices] = col[:n_vertices] * (1 - lw) + lipc * lw
+    ew = 0.85 * mesh.feature.get("eye", np.zeros(n_vertices))[:, None]
+    col[:n_vertices] = col[:n_vertices] * (1 - ew) + np.array([0.1, 0.07, 0.06]) * ew
     for j, kind in enumerate(mesh.extra_kind):
         col[n_vertices + j] = (0.08, 0.06, 0.05) if kind == "eye" else (0.25, 0.05, 0.05)
     return np.clip(col, 0, 1)
