@@ -64,6 +64,8 @@ DEFAULTS = {
     "full": {"videos": 40, "frames": 300, "size": (480, 360)},
 }
 
+DEFAULT_VIDEOS = None  # for callers: generate(videos=None) takes the current mode's default from DEFAULTS
+
 SKIN_TONES = np.array([  # albedo RGB in [0, 1], light to dark
     [0.93, 0.78, 0.68], [0.87, 0.70, 0.58], [0.80, 0.62, 0.50], [0.70, 0.52, 0.40],
     [0.58, 0.42, 0.31], [0.45, 0.32, 0.24], [0.34, 0.24, 0.18], [0.90, 0.74, 0.60],
