@@ -46,7 +46,7 @@ import os
 
 # Single-threaded BLAS before numpy is imported: the same bytes on every run of this machine kind.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+    os.environ[_var] = "1"
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
