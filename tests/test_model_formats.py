@@ -505,3 +505,20 @@ def test_bad_ict_folders(ict):
     (d / "vertex_indices.json").write_text(json.dumps({"expressions": [], "landmarks_ibug68": list(range(67))}))
     with pytest.raises(ModelFormatError, match="landmark_index: ICT-FaceKit needs 68 landmark vertex indices, got 67"):
         load_ict_facekit(d)
+
+
+def test_loaded_models_round_trip_through_npz(tmp_path, fake_chumpy, ict):
+    """A loaded model (barycentric FLAME, vertex-index ICT) saves and reloads as tdd_lite's own format."""
+    from tdd_lite.morphable import load_npz, save_npz
+
+    model, _ = _flame_dict(fake_chumpy)
+    (tmp_path / "generic_model.pkl").write_bytes(pickle.dumps(model, protocol=2))
+    faces, bary = _embedding()
+    np.savez(tmp_path / "emb.npz", lmk_faces_idx=faces, lmk_bary_coords=bary)
+    for m in (load_flame(tmp_path / "generic_model.pkl", tmp_path / "emb.npz", n_shape=K_SHAPE),
+              load_ict_facekit(ict["dir"])):
+        save_npz(m.to_arrays(), tmp_path / "m.npz")
+        back = load_npz(tmp_path / "m.npz")
+        a_id, a_exp = torch.randn(2, m.n_id), torch.randn(2, m.n_exp)
+        torch.testing.assert_close(back.landmarks3d(a_id, a_exp), m.landmarks3d(a_id, a_exp))
+        assert back.meta["format"] == m.meta["format"]
