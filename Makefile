@@ -9,7 +9,6 @@ STAMP := $(VENV)/.installed-stamp
 # One speed knob (read by tdd_lite.config): 1 = CI/CPU minutes; 0 = the full, paper-sized run.
 TDD_FAST ?= 1
 export TDD_FAST
-export MPLBACKEND ?= Agg
 export PYTHONHASHSEED ?= 0
 
 .PHONY: install book test unit nbval lint lab bench browser-deps model clean help
