@@ -147,6 +147,9 @@ def test_ensure_synth_reuses(tmp_path, model, monkeypatch):
     assert (out / "001" / "vid.avi").stat().st_mtime_ns == stamp  # reused, not regenerated
     synth.ensure_synth(tmp_path / "d", seed=6, **kw)
     assert json.loads((out / "synth.json").read_text())["seed"] == 6
+    stamp = (out / "001" / "vid.avi").stat().st_mtime_ns
+    synth.ensure_synth(tmp_path / "d", seed=6, **{**kw, "model": small_model(seed=1)})  # another model
+    assert (out / "001" / "vid.avi").stat().st_mtime_ns != stamp
 
 
 def test_assign_splits_proportions():
