@@ -37,6 +37,23 @@ def pairs_per_second(ds, workers: int, n_pairs: int, batch: int = 20) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def trainer_pairs_per_second(root, size: int, config: str, reps: int = 2) -> float:
+    """Pairs per second the training step consumes (``Trainer.train_step`` on batches of this data)."""
+    from tdd_lite import train as T
+    from tdd_lite.morphable import load_teaching_model
+
+    cfg = T.get_config(config, image_size=size)
+    ds = pairs.FramePairDataset(root, "train", size=size, max_interval=cfg.max_interval)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = T.Trainer(cfg, load_teaching_model(), ds, None, out_dir=out, device="cpu", quiet=True)
+        batch = T._stack_batch([ds[i % len(ds)] for i in range(cfg.batch_size)])
+        trainer.train_step(batch)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            trainer.train_step(batch)
+        return reps * cfg.batch_size / (time.perf_counter() - t0)
+
+
 def main() -> None:
     root = synth.ensure_synth(progress=False)
     print(f"data: {root} ({os.cpu_count()} CPUs on this machine, shared)")
@@ -51,8 +68,19 @@ def main() -> None:
                 for workers in (0, 2):
                     pps = pairs_per_second(ds, workers, n_pairs=200)
                     print(f"{size:5d} {source:>7} {workers:7d} {pps:9.1f}")
-    print("compare with the trainer's consumption (benchmarks/ of the training step): data must not be the "
-          "bottleneck")
+        best = {}
+        for size in (256, 64):
+            ds = pairs.FramePairDataset(root, "train", size=size, cache_dir=cache)
+            best[size] = max(pairs_per_second(ds, w, n_pairs=200) for w in (0, 2))
+    print("training step consumption (CPU, batch 20; Trainer.train_step):")
+    for size, config in ((64, "fast"), (256, "paper")):
+        try:
+            need = trainer_pairs_per_second(root, size, config)
+        except Exception as e:  # the trainer is another module: report, do not hide the data numbers
+            print(f"  {size}px: trainer unavailable ({type(e).__name__}: {e})")
+            continue
+        print(f"  {size:3d}px ({config}): consumes {need:7.1f} pairs/s; best data rate {best[size]:7.1f} pairs/s "
+              f"-> data/consumption = {best[size] / need:.1f}x ({'OK' if best[size] > need else 'DATA-BOUND'})")
 
 
 if __name__ == "__main__":
