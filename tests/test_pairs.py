@@ -109,7 +109,7 @@ def test_params_camera_in_crop_coordinates(sroot, model):
 def test_dataloader_two_workers_same_as_main_process(sroot):
     ds = pairs.FramePairDataset(sroot, "train", size=32, seed=3)
     ref = [ds[i] for i in range(8)]
-    dl = DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    dl = DataLoader(ds, batch_size=4, num_workers=2, shuffle=False, timeout=60)  # a fork deadlock fails, not hangs
     batches = list(dl)
     assert batches[0]["image"].shape == (4, 3, 32, 32) and batches[0]["video"][:1] == [ref[0]["video"]]
     got = torch.cat([b["prev_image"] for b in batches])[:8]

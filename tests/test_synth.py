@@ -152,6 +152,32 @@ def test_ensure_synth_reuses(tmp_path, model, monkeypatch):
     assert (out / "001" / "vid.avi").stat().st_mtime_ns != stamp
 
 
+def _ensure_in_child(out, queue):
+    try:
+        synth.ensure_synth(out, seed=9, videos=2, frames=3, size=(64, 64), model=small_model(), progress=False)
+        queue.put(json.loads((out / "synth.json").read_text())["seconds"])
+    except Exception as e:  # pragma: no cover - reported to the parent
+        queue.put(repr(e))
+
+
+def test_ensure_synth_parallel_callers_share_one_set(tmp_path, monkeypatch):
+    import multiprocessing as mp
+
+    monkeypatch.setenv("TDD_FAST", "1")
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_ensure_in_child, args=(tmp_path / "shared", q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    results = [q.get(timeout=5) for _ in procs]
+    assert all(isinstance(r, float) for r in results), results
+    assert results[0] == results[1]  # the second caller reused the first one's set (same synth.json)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".shared.lock", "shared"]
+    assert vw300.validate(tmp_path / "shared").ok
+
+
 def test_assign_splits_proportions():
     s = synth.assign_splits(114)
     assert [s.count(k) for k in ("train", "A", "B", "C")] == [50, 31, 19, 14]

@@ -40,6 +40,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -521,6 +522,28 @@ def ensure_synth(out: str | os.PathLike | None = None, seed: int = 0, **kwargs) 
     settings.update({k: v for k, v in kwargs.items() if k in ("videos", "frames", "size") and v is not None})
     mode = "fast" if settings == DEFAULTS["fast"] else "full" if settings == DEFAULTS["full"] else "custom"
     out = Path(out) if out is not None else default_data_dir() / f"synth300vw-{mode}-seed{seed}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # notebooks may run in parallel (nbval under xdist): one process generates, the others wait and reuse
+    with _file_lock(out.parent / f".{out.name}.lock"):
+        return _ensure_locked(out, seed, settings, kwargs)
+
+
+@contextmanager
+def _file_lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock (parallel first runs may generate twice; the rename stays atomic)
+        yield
+        return
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _ensure_locked(out: Path, seed: int, settings: dict, kwargs: dict) -> Path:
     info_file = out / SYNTH_FILE
     if info_file.exists():
         try:
@@ -531,7 +554,8 @@ def ensure_synth(out: str | os.PathLike | None = None, seed: int = 0, **kwargs) 
             if same:
                 from tdd_lite.morphable import load_teaching_model
 
-                model = kwargs.get("model") or load_teaching_model()
+                model = kwargs.get("model")
+                model = load_teaching_model() if model is None else model
                 if info.get("model_sha256") == _model_sha(model):  # a rebuilt teaching model -> regenerate
                     return out
         except (json.JSONDecodeError, OSError):
