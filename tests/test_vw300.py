@@ -269,6 +269,16 @@ def test_skip_bad_frames(root, capsys):
         _ = vw300.Sequence(root / "001").landmarks
 
 
+def test_cli_quick_and_video_subset(root, capsys, monkeypatch):
+    _break(root, "count mismatch")
+    assert cli.main(["check-data", str(root), "--quick"]) == 1  # the container's frame count is enough here
+    assert "video has 6 frames, annot/ has 5" in capsys.readouterr().out
+    assert cli.main(["check-data", str(root), "--videos", "002"]) == 0
+    assert "1 videos" in capsys.readouterr().out
+    monkeypatch.setenv(vw300.ENV_ROOT, str(root))
+    assert cli.main(["check-data", "--videos", "002"]) == 0  # root from the environment
+
+
 def test_cli_without_root(monkeypatch, capsys):
     monkeypatch.delenv(vw300.ENV_ROOT, raising=False)
     assert cli.main(["check-data"]) == 2

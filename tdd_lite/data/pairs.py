@@ -137,6 +137,9 @@ class FramePairDataset(_Base):
     ``image`` (I, frame t), ``prev_image`` (I', frame t - interval), ``gt_lmk`` (U), ``prev_gt_lmk`` (U'),
     ``box`` (the one crop box of both: the enlarged, jittered GT box of the previous frame), ``interval``,
     ``video``, ``frame``, ``prev_frame``. The interval is uniform in ``1..max_interval`` and clipped at the start.
+
+    Each item decodes two frames at random positions: on real 300VW videos (inter-frame codecs, thousands of
+    frames) pass ``cache_dir`` so they are decoded once into JPEGs (``Sequence.build_cache``) instead of seeking.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, split: str | Iterable[str] = "train", size: int = 256,
