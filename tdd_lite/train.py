@@ -81,6 +81,7 @@ from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
 CONFIG_NAMES = ("paper", "fast", "smoke")
+SCHEDULES = ("cosine", "exponential")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 # which displacement pair each discriminator reads
@@ -100,6 +101,7 @@ class TrainConfig:
     steps: int | None = None
     lr: float = 1e-3
     lr_final: float = 1e-5
+    schedule: str = "cosine"  # "cosine" or "exponential" decay from lr to lr_final over the run
     max_interval: int = 6  # frame interval drawn from 1..max_interval
     use_id: bool = True
     use_ed: bool = True
@@ -107,6 +109,9 @@ class TrainConfig:
     lambda_id: float = losses.LAMBDA_ID
     lambda_ed: float = losses.LAMBDA_ED
     lambda_td: float = losses.LAMBDA_TD
+    landmark_norm: str = "frobenius"  # reading of eq. 1's ||.||_2 (see tdd_lite.losses.landmark_loss)
+    adv_warmup: float = 0.0  # fraction of the run over which G's adversarial weights ramp linearly from 0 to lambda
+    adv_camera_grad: bool = True  # let D_ID/D_ED's adversarial gradient reach the camera (False: shape params only)
     train_split: str = "train"
     val_split: str = "test"
     val_samples: int = 500  # frames of the held-out split used for validation NME (evenly spaced)
@@ -114,6 +119,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     num_workers: int = 4
+    frame_cache: bool = False  # decode the videos once into a JPEG cache under the work folder (fast random access)
     seed: int = 0
     amp: bool = True  # used on CUDA only
     channels_last: bool = True
@@ -141,6 +147,12 @@ class TrainConfig:
             raise bad("lr", "a number in (0, 1)")
         if not (isinstance(self.lr_final, float | int) and 0 < self.lr_final <= self.lr):
             raise bad("lr_final", f"a number in (0, lr={self.lr}]")
+        if not (isinstance(self.adv_warmup, float | int) and 0 <= self.adv_warmup <= 1):
+            raise bad("adv_warmup", "a fraction in [0, 1]")
+        if self.landmark_norm not in losses.LANDMARK_NORMS:
+            raise bad("landmark_norm", f"one of {losses.LANDMARK_NORMS}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"one of {SCHEDULES}")
         for f in ("lambda_id", "lambda_ed", "lambda_td"):
             v = getattr(self, f)
             if not (isinstance(v, float | int) and v >= 0 and math.isfinite(v)):
@@ -166,7 +178,7 @@ _PRESETS: dict[str, dict] = {
     "paper": {},
     # CPU, a few minutes: small crops, a few hundred steps, a quick validation every 50 steps.
     "fast": dict(image_size=64, steps=300, val_samples=120, eval_every=50, log_every=10, checkpoint_every=100,
-                 num_workers=2),
+                 num_workers=2, frame_cache=True),
     # Seconds, for tests: tiny crops, a handful of steps, a small batch.
     "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
                   checkpoint_every=3, num_workers=0),
@@ -194,18 +206,29 @@ def ablation_configs(base: str = "paper", **overrides) -> dict[str, TrainConfig]
     return {label: get_config(base, use_id=i, use_ed=e, use_td=t, **overrides) for label, (i, e, t) in rows.items()}
 
 
-def lr_factor(step: int, total: int, lr: float, lr_final: float) -> float:
-    """Exponential decay: multiplier of ``lr`` at ``step`` so that it reaches ``lr_final`` at ``total``."""
-    return (lr_final / lr) ** (min(step, total) / max(total, 1))
+def lr_factor(step: int, total: int, lr: float, lr_final: float, schedule: str = "cosine") -> float:
+    """Multiplier of ``lr`` at ``step`` so that it decays from ``lr`` to ``lr_final`` at ``total``.
+
+    ``cosine``: ``lr_final + (lr - lr_final) (1 + cos(pi s / total)) / 2`` (stays high for longer: better for
+    short runs); ``exponential``: ``lr (lr_final / lr) ** (s / total)``.
+    """
+    frac = min(step, total) / max(total, 1)
+    if schedule == "exponential":
+        return (lr_final / lr) ** frac
+    if schedule == "cosine":
+        return (lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))) / lr
+    raise ValueError(f"unknown schedule {schedule!r}: expected one of {SCHEDULES}")
 
 
 # ===================================================================================== data feeding
 class _SeededItems(Dataset):
     """Makes item randomness a function of (seed, epoch, index): what exact ``--resume`` needs.
 
-    The sampler yields ``(index, item_seed)``; before fetching, the python/numpy/torch global generators (and
-    the dataset's own ``rng`` attribute if it has one) are seeded with ``item_seed``, in whatever worker
-    process the item lands. The trainer's own RNG state is saved and restored around it in the main process.
+    The sampler yields ``(index, item_seed, epoch)``. Before fetching, a dataset with ``set_epoch`` (like
+    :class:`tdd_lite.data.pairs.FramePairDataset`, whose jitter and interval draw are keyed by its seed, the
+    epoch and the index) is told the epoch, and the python/numpy/torch global generators are seeded with
+    ``item_seed`` for datasets that draw from those, in whatever worker process the item lands. In the main
+    process the trainer's own RNG state is saved and restored around the fetch.
     """
 
     def __init__(self, dataset: Dataset):
@@ -214,15 +237,15 @@ class _SeededItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: tuple[int, int]):
-        index, item_seed = key
+    def __getitem__(self, key: tuple[int, int, int]):
+        index, item_seed, epoch = key
         in_main = torch.utils.data.get_worker_info() is None
         saved = _rng_state() if in_main else None
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
         random.seed(item_seed)
         np.random.seed(item_seed % 2**32)  # noqa: NPY002 - the legacy global generator datasets may use
         torch.manual_seed(item_seed)
-        if isinstance(getattr(self.dataset, "rng", None), np.random.Generator):
-            self.dataset.rng = np.random.default_rng(item_seed)
         try:
             return self.dataset[index]
         finally:
@@ -231,7 +254,7 @@ class _SeededItems(Dataset):
 
 
 class ResumableSampler(Sampler):
-    """An endless stream of ``(index, item_seed)``, epoch after epoch, starting at batch ``start_batch``.
+    """An endless stream of ``(index, item_seed, epoch)``, epoch after epoch, starting at batch ``start_batch``.
 
     Each epoch's order (and this process's share under DDP) comes from ``DistributedSampler`` with the
     run's seed and ``set_epoch(epoch)``; incomplete batches are dropped. The position is a pure function of
@@ -247,7 +270,7 @@ class ResumableSampler(Sampler):
         if self.batches_per_epoch < 1:
             raise ValueError(f"{n_items} training pairs are fewer than one batch of {batch_size} x {world} processes")
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         epoch, skip = divmod(self.start_batch, self.batches_per_epoch)
         dummy = range(self.n_items)
         while True:
@@ -256,7 +279,7 @@ class ResumableSampler(Sampler):
             s.set_epoch(epoch)
             order = list(s)[: self.batches_per_epoch * self.batch_size][skip * self.batch_size:]
             for idx in order:
-                yield idx, (self.seed * 1_000_003 + epoch * 10_007 + idx) % 2**31
+                yield idx, (self.seed * 1_000_003 + epoch * 10_007 + idx) % 2**31, epoch
             epoch, skip = epoch + 1, 0
 
 
@@ -358,7 +381,7 @@ class Trainer:
         self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * n_batches))
         self.opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(ds.parameters(), lr=cfg.lr)
-        decay = lambda s: lr_factor(s, self.total_steps, cfg.lr, cfg.lr_final)  # noqa: E731
+        decay = lambda s: lr_factor(s, self.total_steps, cfg.lr, cfg.lr_final, cfg.schedule)  # noqa: E731
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -443,7 +466,12 @@ class Trainer:
         prev = (a_id[b:], a_exp[b:], cam[b:])
         need_prev = "temporal" in self.ds
         x = disp.all_displacements(self.model3dmm, cur, prev if need_prev else None, gt, prev_gt)
-        land = losses.landmark_loss(x["pred_lmk"], gt)
+        if not cfg.adv_camera_grad:  # the identity/expression fakes move only alpha_id / alpha_exp in the G step
+            cam_d = (cur[0], cur[1], cur[2].detach())
+            v_d = disp.pred_lmk(self.model3dmm, *cam_d)
+            x["fake_id_disp"] = disp.fake_id_disp(v_d, disp.pred_lmk_exp_only(self.model3dmm, cur[1], cam_d[2]))
+            x["fake_exp_disp"] = disp.fake_exp_disp(v_d, disp.pred_lmk_id_only(self.model3dmm, cur[0], cam_d[2]))
+        land = losses.landmark_loss(x["pred_lmk"], gt, norm=cfg.landmark_norm)
         self._check("landmark", land)
         return x, land, {"landmark": land.item()}
 
@@ -467,6 +495,11 @@ class Trainer:
         logs["L_D"] = loss_d.item()
         return logs
 
+    def adv_ramp(self) -> float:
+        """Weight multiplier of G's adversarial terms at this step (1 unless ``adv_warmup`` > 0)."""
+        warm = self.cfg.adv_warmup * self.total_steps
+        return 1.0 if warm <= 0 else min(1.0, self.step / warm)
+
     def g_step(self, x: dict[str, Tensor], land: Tensor) -> dict[str, float]:
         """Eq. 19 with the Ds frozen (their parameters detached); only G's optimizer steps."""
         logs, g_terms = {}, {}
@@ -477,7 +510,11 @@ class Trainer:
             g_terms[n] = losses.generator_adv_loss(logits)
             self._check(f"G_{n}", g_terms[n])
             logs[f"G_{n}"] = g_terms[n].item()
-        loss_g = losses.total_generator_loss(land, g_terms, self.cfg.lambdas)
+        lam = self.cfg.lambdas
+        ramp = self.adv_ramp()
+        if ramp < 1.0:
+            lam = losses.Lambdas(lam.id * ramp, lam.exp * ramp, lam.temporal * ramp)
+        loss_g = losses.total_generator_loss(land, g_terms, lam)
         self._check("L_G", loss_g)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
@@ -493,7 +530,8 @@ class Trainer:
         logs.update(self.g_step(x, land))
         logs["lr"] = self.opt_g.param_groups[0]["lr"]
         self.sched_g.step()
-        self.sched_d.step()
+        if self.ds:  # without discriminators the D optimizer never steps (and its schedule does not matter)
+            self.sched_d.step()
         self.step += 1
         return logs
 
@@ -665,11 +703,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_datasets(root: str | Path, cfg: TrainConfig):
-    """The pair dataset for training and the single-frame dataset for validation, from a 300VW-layout root."""
+    """The pair dataset for training and the single-frame dataset for validation, from a 300VW-layout root.
+
+    With ``cfg.frame_cache`` the videos are decoded once into JPEGs under ``work_dir("frame_cache", ...)``
+    (random access into a video otherwise costs a seek and a decode per frame).
+    """
+    import hashlib
+
+    from tdd_lite.config import work_dir
     from tdd_lite.data.pairs import FrameDataset, FramePairDataset
 
-    train = FramePairDataset(root, cfg.train_split, cfg.image_size, max_interval=cfg.max_interval)
-    val = FrameDataset(root, cfg.val_split, cfg.image_size) if cfg.eval_every > 0 else None
+    root = Path(root)
+    cache = None
+    if cfg.frame_cache:
+        key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+        cache = work_dir("frame_cache", f"{root.name}-{key}")
+    train = FramePairDataset(root, cfg.train_split, cfg.image_size, max_interval=cfg.max_interval, seed=cfg.seed,
+                             cache_dir=cache)
+    val = FrameDataset(root, cfg.val_split, cfg.image_size, cache_dir=cache) if cfg.eval_every > 0 else None
     return train, val
 
 

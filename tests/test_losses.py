@@ -8,20 +8,39 @@ import torch
 from tdd_lite import losses as L
 
 
-def test_landmark_loss_is_mean_per_landmark_euclidean_distance():
+def _two_samples():
     pred = torch.zeros(2, 68, 2)
     gt = torch.zeros(2, 68, 2)
     gt[0, :, 0] = 0.3
     gt[0, :, 1] = 0.4  # every landmark of sample 0 is 0.5 away
     gt[1, 0] = torch.tensor([3.0, 4.0])  # one landmark of sample 1 is 5 away, the rest exact
+    return pred, gt
+
+
+def test_landmark_loss_per_landmark_reading_is_mean_euclidean_distance():
+    pred, gt = _two_samples()
     expect = (68 * 0.5 + 5.0) / (2 * 68)
+    assert math.isclose(L.landmark_loss(pred, gt, norm="per_landmark").item(), expect, rel_tol=1e-5)
+
+
+def test_landmark_loss_default_is_one_norm_of_the_whole_difference_per_image():
+    pred, gt = _two_samples()
+    expect = (math.sqrt(68 * 0.25) + 5.0) / 2  # ||.||_2 of the 136-vector, averaged over the 2 images
     assert math.isclose(L.landmark_loss(pred, gt).item(), expect, rel_tol=1e-5)
+    assert math.isclose(L.landmark_loss(pred, gt, norm="frobenius").item(), expect, rel_tol=1e-5)
+    p = torch.randn(3, 68, 2, requires_grad=True)
+    L.landmark_loss(p, torch.zeros(3, 68, 2)).backward()
+    assert torch.allclose(p.grad.flatten(1).norm(dim=1), torch.full((3,), 1 / 3), atol=1e-5)  # unit per image
+    with pytest.raises(ValueError, match="norm"):
+        L.landmark_loss(pred, gt, norm="l1")
 
 
 def test_landmark_loss_gradient_is_finite_at_zero_error():
     pred = torch.zeros(1, 68, 2, requires_grad=True)
-    L.landmark_loss(pred, torch.zeros(1, 68, 2)).backward()
-    assert torch.isfinite(pred.grad).all()
+    for norm in ("frobenius", "per_landmark"):
+        pred.grad = None
+        L.landmark_loss(pred, torch.zeros(1, 68, 2), norm=norm).backward()
+        assert torch.isfinite(pred.grad).all()
 
 
 def test_landmark_loss_shape_mismatch_raises():

@@ -78,10 +78,25 @@ def test_ablation_configs_are_the_8_rows_of_table_3():
         ("id", "exp", "temporal")}
 
 
-def test_lr_decays_exponentially_from_1e3_to_1e5():
-    assert T.lr_factor(0, 100, 1e-3, 1e-5) == 1.0
-    assert math.isclose(T.lr_factor(50, 100, 1e-3, 1e-5), 0.1)
-    assert math.isclose(1e-3 * T.lr_factor(100, 100, 1e-3, 1e-5), 1e-5)
+def test_lr_schedules_decay_from_1e3_to_1e5():
+    for sched in ("exponential", "cosine"):
+        assert math.isclose(T.lr_factor(0, 100, 1e-3, 1e-5, sched), 1.0)
+        assert math.isclose(1e-3 * T.lr_factor(100, 100, 1e-3, 1e-5, sched), 1e-5)
+        assert math.isclose(1e-3 * T.lr_factor(500, 100, 1e-3, 1e-5, sched), 1e-5)  # flat after the end
+    assert math.isclose(T.lr_factor(50, 100, 1e-3, 1e-5, "exponential"), 0.1)  # geometric midpoint
+    assert math.isclose(1e-3 * T.lr_factor(50, 100, 1e-3, 1e-5, "cosine"), (1e-3 + 1e-5) / 2)
+    with pytest.raises(ValueError, match="schedule"):
+        T.get_config("smoke", schedule="linear")
+
+
+def test_trainer_follows_the_schedule(model, tmp_path):
+    tr = make(model, tmp_path, steps=4, schedule="exponential")
+    lrs = []
+    for _ in range(4):
+        lrs.append(tr.train_step(T._stack_batch([tr.train_set[i] for i in range(4)]))["lr"])
+    expect = [1e-3 * T.lr_factor(s, 4, 1e-3, 1e-5, "exponential") for s in range(4)]
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(lrs, expect))
+    assert math.isclose(tr.opt_d.param_groups[0]["lr"], 1e-5, rel_tol=1e-9)
 
 
 # ------------------------------------------------------------------------------------ the iteration
@@ -215,3 +230,28 @@ def test_cli_reports_missing_data(tmp_path, capsys):
 def test_cli_rejects_unknown_config(tmp_path):
     with pytest.raises(SystemExit):
         T.main(["--config", "huge", "--data", str(tmp_path)])
+
+
+def test_adversarial_warmup_ramps_g_weights(model, tmp_path):
+    tr = make(model, tmp_path, steps=10, adv_warmup=0.5)
+    ramps = []
+    for s in range(10):
+        tr.step = s
+        ramps.append(tr.adv_ramp())
+    assert ramps == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0]
+    tr.step = 0  # ramp 0: the G step is the landmark loss alone
+    batch = T._stack_batch([tr.train_set[i] for i in range(4)])
+    x, land, _ = tr.forward_g(batch)
+    logs = tr.g_step(x, land)
+    assert math.isclose(logs["L_G"], land.item(), rel_tol=1e-6)
+    assert make(model, tmp_path / "b", steps=10).adv_ramp() == 1.0
+
+
+def test_adv_camera_grad_false_keeps_id_exp_gradients_off_the_camera(model, tmp_path):
+    for flag, expect_cam_grad in ((True, True), (False, False)):
+        tr = make(model, tmp_path / str(flag), use_td=False, adv_camera_grad=flag)
+        x, land, _ = tr.forward_g(T._stack_batch([tr.train_set[i] for i in range(4)]))
+        tr.g_step(x, land * 0.0)
+        cam_grad = tr.g_module.head_camera[-1].weight.grad
+        assert (cam_grad is not None and cam_grad.abs().sum() > 0) == expect_cam_grad
+        assert tr.g_module.head_3dmm[-1].weight.grad.abs().sum() > 0
