@@ -21,13 +21,6 @@ from tdd_lite.camera import (
 P_NP = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one thread avoids stalls on a busy shared machine (restored after each test)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _random_pose(b: int, seed: int = 0, dtype=torch.float64):

@@ -18,15 +18,6 @@ from tdd_lite.morphable import (
 from ._tiny3dmm import random_model, tiny_arrays, tiny_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensor ops: one thread avoids stalls on a busy shared machine (restored after each test)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _direct_shape(a: ModelArrays, alpha_id, alpha_exp) -> np.ndarray:
     """Eq. 2/7 computed independently in float64 numpy: S = mean + A_id (s_id*a_id) + A_exp (s_exp*a_exp)."""
     flat = a.mean_shape.astype(np.float64).reshape(1, -1)
