@@ -90,8 +90,8 @@ from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
 CONFIG_NAMES = ("paper", "fast", "smoke")
-# the Synth300VW set `--synth-if-missing` writes: many identities (28 training videos), short videos
-FAST_SYNTH = {"videos": 64, "frames": 50}
+# the Synth300VW set `--synth-if-missing` writes: many identities (44 training videos), short videos
+FAST_SYNTH = {"videos": 100, "frames": 40}
 SCHEDULES = ("cosine", "exponential")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -187,8 +187,8 @@ class TrainConfig:
 _PRESETS: dict[str, dict] = {
     # Section 4.1: 256x256 crops, batch 20, 500 epochs, Adam 1e-3 -> 1e-5, interval 1..6.
     "paper": {},
-    # CPU, a few minutes: 64 px crops, 1200 steps (~4-5 min on 2 cores), validation every 100 steps.
-    "fast": dict(image_size=64, steps=1200, val_samples=120, eval_every=100, log_every=10, checkpoint_every=200,
+    # CPU, a few minutes: 64 px crops, 1500 steps (~5-6 min on 2 cores), validation every 100 steps.
+    "fast": dict(image_size=64, steps=1500, val_samples=120, eval_every=100, log_every=10, checkpoint_every=200,
                  num_workers=2, frame_cache=True),
     # Seconds, for tests: tiny crops, a handful of steps, a small batch.
     "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
