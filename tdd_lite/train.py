@@ -390,8 +390,10 @@ class Trainer:
         n_batches = sampler.batches_per_epoch
         self.steps_per_epoch = n_batches
         self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * n_batches))
-        self.opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr)
-        self.opt_d = torch.optim.Adam(ds.parameters(), lr=cfg.lr)
+        # fused Adam: one kernel over all parameters (measurably cheaper per step at small image sizes)
+        fused = self.device.type in ("cpu", "cuda")
+        self.opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, fused=fused)
+        self.opt_d = torch.optim.Adam(ds.parameters(), lr=cfg.lr, fused=fused)
         decay = lambda s: lr_factor(s, self.total_steps, cfg.lr, cfg.lr_final, cfg.schedule)  # noqa: E731
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
