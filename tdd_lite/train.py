@@ -381,7 +381,14 @@ class Trainer:
         self.g_module, self.d_modules = g, ds
         if _is_dist():
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.g = nn.parallel.DistributedDataParallel(g, device_ids=ids, broadcast_buffers=False)
+            # BatchNorm statistics stay per process during training (no buffer broadcast before every forward);
+            # rank 0's are the ones saved. (Newer torch spells this forward_sync_buffers=False.)
+            import inspect
+
+            params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+            key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+            no_sync = {key: False}
+            self.g = nn.parallel.DistributedDataParallel(g, device_ids=ids, **no_sync)
             self.ds = {n: nn.parallel.DistributedDataParallel(ds[n], device_ids=ids) for n in cfg.enabled}
         else:
             self.g, self.ds = g, {n: ds[n] for n in cfg.enabled}

@@ -255,3 +255,19 @@ def test_adv_camera_grad_false_keeps_id_exp_gradients_off_the_camera(model, tmp_
         cam_grad = tr.g_module.head_camera[-1].weight.grad
         assert (cam_grad is not None and cam_grad.abs().sum() > 0) == expect_cam_grad
         assert tr.g_module.head_3dmm[-1].weight.grad.abs().sum() > 0
+
+
+def test_cli_smoke_run_on_synth300vw_then_refuses_to_overwrite_and_resumes(tmp_path, capsys):
+    from tdd_lite.data.synth import generate
+
+    root = generate(tmp_path / "synth", videos=4, frames=8, size=(96, 96), seed=0, progress=False)
+    out = tmp_path / "run"
+    assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "2"]) == 0
+    state = T.load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 2 and state["config"]["image_size"] == 32
+    assert any("val_nme" in r for r in T.read_metrics(out))
+    assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "4", "--resume"]) == 0
+    assert T.load_checkpoint(out / "checkpoint.pt")["step"] == 4
+    assert [r["step"] for r in T.read_metrics(out) if "landmark" in r] == [1, 2, 3, 4]
