@@ -34,13 +34,15 @@ Choices (the paper leaves them open):
 * Two switches beyond the paper, off in ``paper``: ``adv_warmup`` (ramp G's adversarial weights from 0 over a
   fraction of the run) and ``adv_camera_grad=False`` (D_ID/D_ED's gradient reaches only alpha_id/alpha_exp).
 
-Configs: ``paper`` (256 px, batch 20, 500 epochs, GPU), ``fast`` (CPU minutes, 64 px), ``smoke`` (seconds,
-tests). ``--steps N`` overrides the number of steps (the lr schedule then spans N steps).
+Configs: ``paper`` (256 px, batch 20, 500 epochs, GPU), ``fast`` (CPU, 64 px, 1500 steps, JPEG frame cache),
+``smoke`` (seconds, tests). ``--steps N`` overrides the number of steps (the lr schedule then spans N steps).
+Measured on this project's 2-core CPU: ``--config fast`` on the 100-video Synth300VW that ``--synth-if-missing``
+writes lowered the validation NME (held-out test videos A+B+C, GT crops, bbox normalisation) from 13.44% to
+6.31% in 350 s (plus ~90 s once for the frame cache); ``--config paper --steps 2`` ran in 32 s (3.7 s/step).
 
 Commands::
 
-    tdd-lite synth _build/data/synth --videos 24 --seed 0        # or point --data at a 300VW copy
-    tdd-lite train --config fast  --data _build/data/synth         # CPU, minutes
+    tdd-lite train --config fast  --data _build/data/synth-fast --synth-if-missing   # CPU, ~6 minutes
     tdd-lite train --config paper --data /data/300VW               # one GPU
     tdd-lite train --config paper --data /data/300VW --resume      # continue exactly where it stopped
     tdd-lite train --config paper --data /data/300VW --no-td       # an ablation row of Table 3
@@ -53,7 +55,10 @@ Commands::
 
 Under ``torchrun`` each process trains on its share of every batch (``DistributedSampler``); G and each D
 are wrapped separately in ``DistributedDataParallel``; rank 0 alone evaluates, logs and writes checkpoints.
-Backend: NCCL on CUDA, gloo on CPU.
+Backend: NCCL on CUDA, gloo on CPU. BatchNorm statistics are per process (rank 0's are saved); consider
+``nn.SyncBatchNorm`` if each GPU gets only a few samples. A DDP ``--resume`` restores weights, optimizers,
+schedules and the data position exactly, but the checkpoint holds rank 0's RNG state only, so dropout masks
+after a multi-process resume differ from the uninterrupted run (the single-process resume is bit-exact).
 
 Checkpoints (``OUT/checkpoint.pt``) hold G, the three Ds, both optimizers and schedulers, the AMP scaler,
 the step and every RNG state (torch, numpy, python; the data position is a function of the step), stored as
