@@ -95,8 +95,8 @@ from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
 CONFIG_NAMES = ("paper", "fast", "smoke")
-# the Synth300VW set `--synth-if-missing` writes: many identities (44 training videos), short videos
-FAST_SYNTH = {"videos": 100, "frames": 40}
+# the Synth300VW set `--synth-if-missing` writes: many identities (70 training videos), short videos
+FAST_SYNTH = {"videos": 160, "frames": 25}
 SCHEDULES = ("cosine", "exponential")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -741,8 +741,13 @@ def build_datasets(root: str | Path, cfg: TrainConfig):
     root = Path(root)
     cache = None
     if cfg.frame_cache:
-        key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
-        cache = work_dir("frame_cache", f"{root.name}-{key}")
+        # keyed by the folder AND its videos' sizes and modification times: a regenerated data set gets a
+        # fresh cache instead of silently pairing old frames with new landmarks
+        h = hashlib.sha256(str(root.resolve()).encode())
+        for video in sorted(root.glob("*/vid.avi")):
+            st = video.stat()
+            h.update(f"{video.parent.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        cache = work_dir("frame_cache", f"{root.name}-{h.hexdigest()[:12]}")
     train = FramePairDataset(root, cfg.train_split, cfg.image_size, max_interval=cfg.max_interval, seed=cfg.seed,
                              cache_dir=cache)
     val = FrameDataset(root, cfg.val_split, cfg.image_size, cache_dir=cache) if cfg.eval_every > 0 else None

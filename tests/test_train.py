@@ -271,3 +271,19 @@ def test_cli_smoke_run_on_synth300vw_then_refuses_to_overwrite_and_resumes(tmp_p
     assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "4", "--resume"]) == 0
     assert T.load_checkpoint(out / "checkpoint.pt")["step"] == 4
     assert [r["step"] for r in T.read_metrics(out) if "landmark" in r] == [1, 2, 3, 4]
+
+
+def test_frame_cache_is_fresh_for_a_regenerated_data_set(tmp_path, monkeypatch):
+    from tdd_lite.data.synth import generate
+
+    monkeypatch.setenv("TDD_WORK_DIR", str(tmp_path / "work"))
+    root = tmp_path / "synth"
+    cfg = T.get_config("smoke", frame_cache=True, train_split="train", val_split="test")
+    generate(root, videos=4, frames=4, size=(64, 64), seed=0, progress=False)
+    a, _ = T.build_datasets(root, cfg)
+    first = a.sequences[0].cache_dir
+    item_a = a[0]["image"]
+    generate(root, videos=4, frames=4, size=(64, 64), seed=1, progress=False, overwrite=True)
+    b, _ = T.build_datasets(root, cfg)
+    assert b.sequences[0].cache_dir != first  # new videos, new cache
+    assert (first / "complete").exists() and not torch.equal(item_a, b[0]["image"])
