@@ -58,8 +58,7 @@ def evaluate_tracking(net: torch.nn.Module, model3dmm, root: str | Path, split: 
             "frames": len(errors)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tdd_lite.evaluate", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True)
     p.add_argument("--splits", nargs="+", default=["A", "B", "C"])
@@ -67,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("haar", "gt"), default="haar")
     p.add_argument("--device", default=None)
     p.add_argument("--max-frames", type=int, default=None)
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     from tdd_lite.morphable import load_teaching_model
     from tdd_lite.train import load_alignment_net, load_checkpoint
 
@@ -80,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         r = evaluate_tracking(net, model, args.data, split, size, args.mode, device, args.max_frames)
         print(f"{split}: NME {r['nme']:.3f}% over {r['frames']} frames ({len(r['per_video'])} videos)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tdd_lite.evaluate", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
