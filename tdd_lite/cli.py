@@ -1,4 +1,4 @@
-"""The ``tdd-lite`` command: ``synth | check-data | train``.
+"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate``.
 
 Each subcommand lives in the module that does the work; that module defines ``add_arguments(parser)`` and
 ``run(args) -> int``. This file only dispatches (modules are imported lazily so ``--help`` is instant).
@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("tdd_lite.data.synth", "generate Synth300VW (synthetic videos in the 300VW layout)"),
     "check-data": ("tdd_lite.data.vw300", "validate a 300VW-layout folder and print a report"),
     "train": ("tdd_lite.train", "train G with the three displacement discriminators"),
+    "evaluate": ("tdd_lite.evaluate", "NME of a checkpoint on 300VW-layout test videos (tracking protocol)"),
 }
 
 
