@@ -36,11 +36,12 @@ Choices (the paper leaves them open):
 
 Configs: ``paper`` (256 px, batch 20, 500 epochs, GPU), ``fast`` (CPU, 64 px, 1500 steps, JPEG frame cache),
 ``smoke`` (seconds, tests). ``--steps N`` overrides the number of steps (the lr schedule then spans N steps).
-Measured on this project's 2-core CPU (quiet machine): ``--config fast --synth-if-missing`` (100 videos x 40
+Measured on this project's 2-core CPU (quiet machine): ``--config fast --synth-if-missing`` (160 videos x 25
 frames, seed 0) lowered the validation NME (held-out test videos A+B+C, GT crops, bbox normalisation) from
-14.35% to 7.21% at the last step (best 6.88% at step 1000): 335 s of training, 7 min 50 s in all with the
-generation and the one-time frame cache; the same config on a seed-2 set of the same size: 13.44% -> 6.31% in
-350 s. Held-out NME is noisy at this scale (+-0.3 between evaluations). ``--config paper --steps 2`` ran in
+14.65% to 6.58% at the last step (0.45x; best 6.35% at step 1200): 332 s of training, 7 min 24 s in all with
+the generation and the one-time frame cache. An earlier set of 100 videos x 40 frames (same number of frames,
+fewer identities) only reached 14.35% -> 7.21% (0.50x): identities matter more than frames per video.
+Held-out NME is noisy at this scale (+-0.3 between evaluations). ``--config paper --steps 2`` ran in
 32 s (3.7 s/step at 256 px, batch 20).
 
 Commands::
@@ -99,7 +100,7 @@ from tdd_lite.network import AlignmentNet, predict_landmarks
 
 CONFIG_NAMES = ("paper", "fast", "smoke")
 # the Synth300VW set `--synth-if-missing` writes: many identities (44 training videos), short videos
-FAST_SYNTH = {"videos": 100, "frames": 40}
+FAST_SYNTH = {"videos": 160, "frames": 25}
 SCHEDULES = ("cosine", "exponential")
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
