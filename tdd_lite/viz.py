@@ -60,3 +60,19 @@ def _edge(src: tuple, dst: tuple) -> tuple[float, float]:
 def pipeline_labels(fig: Figure) -> dict[str, str]:
     """The box labels of a :func:`draw_pipeline` figure, by key (lets a notebook assert what it drew)."""
     return {t.get_gid(): t.get_text() for t in fig.axes[0].texts if t.get_gid()}
+
+
+# matplotlib's JS animation player links Font Awesome 4 from a CDN; the book must load nothing from another host,
+# so the link is dropped and the icon names are mapped to Font Awesome 6, which the book's theme serves locally.
+_FA4_TO_FA6 = {"fa-fast-backward": "fa-backward-fast", "fa-fast-forward": "fa-forward-fast",
+               "fa-step-backward": "fa-backward-step", "fa-step-forward": "fa-forward-step"}
+
+
+def animation_html(anim, **kwargs) -> str:
+    """``anim.to_jshtml(**kwargs)`` without its CDN stylesheet link (offline book), icons renamed for Font Awesome 6."""
+    import re
+
+    html = re.sub(r"<link[^>]*href=\"https?://[^\"]*\"[^>]*>", "", anim.to_jshtml(**kwargs))
+    for old, new in _FA4_TO_FA6.items():
+        html = html.replace(old, new)
+    return html

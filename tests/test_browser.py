@@ -31,11 +31,15 @@ def _need(condition: bool, why: str) -> None:
         (pytest.fail if REQUIRED else pytest.skip)(why)
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest's output readable
+        pass
+
+
 @pytest.fixture(scope="module")
 def site():
     _need((HTML / "index.html").exists(), f"{HTML}/index.html missing: run `make book` first")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

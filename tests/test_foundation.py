@@ -201,3 +201,20 @@ def test_broken_cell_fails_nbval_and_a_good_one_passes(tmp_path):
     assert ok.returncode == 0, ok.stdout[-2000:]
     bad = nbval(BROKEN_CELL, "bad")
     assert bad.returncode != 0 and "deliberately broken cell" in bad.stdout
+
+
+def test_animation_html_loads_nothing_from_another_host():
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    from tdd_lite.viz import animation_html
+
+    fig, ax = plt.subplots(figsize=(1, 1), dpi=20)
+    (line,) = ax.plot([0, 1])
+    anim = FuncAnimation(fig, lambda i: (line,), frames=2)
+    raw = anim.to_jshtml()
+    html = animation_html(anim)
+    plt.close(fig)
+    assert "https://" in raw  # matplotlib's player links a CDN stylesheet: the reason for the helper
+    assert "https://" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    assert "<script" in html and "fa-backward-fast" in html and "fa-fast-backward" not in html
