@@ -308,27 +308,6 @@ def load_bfm2009(model_mat: str | Path, expression: str | Path | None = None, mo
 
 
 # ----------------------------------------------------------------------------------- restricted pickle
-class _ChumpyArray:
-    """Stand-in for a pickled chumpy object: keeps its state; ``array()`` returns the stored numpy array."""
-
-    state = None
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        self.state = state
-
-    def array(self, where: str) -> np.ndarray:
-        st = self.state
-        if isinstance(st, tuple) and len(st) == 2 and isinstance(st[0], dict):
-            st = {**st[0], **(st[1] or {})}
-        if isinstance(st, dict) and "x" in st:
-            return np.asarray(st["x"])
-        raise ModelFormatError(f"{where}: a chumpy object without a stored array 'x' (a derived chumpy "
-                               "expression); re-save the model with plain numpy arrays")
-
-
 class _Opaque:
     """Stand-in for objects we do not need (e.g. scipy sparse joint regressors): state kept, never executed."""
 
@@ -339,6 +318,19 @@ class _Opaque:
 
     def __setstate__(self, state):
         self.state = state
+
+
+class _ChumpyArray(_Opaque):
+    """Stand-in for a pickled chumpy object: keeps its state; ``array()`` returns the stored numpy array."""
+
+    def array(self, where: str) -> np.ndarray:
+        st = self.state
+        if isinstance(st, tuple) and len(st) == 2 and isinstance(st[0], dict):
+            st = {**st[0], **(st[1] or {})}
+        if isinstance(st, dict) and "x" in st:
+            return np.asarray(st["x"])
+        raise ModelFormatError(f"{where}: a chumpy object without a stored array 'x' (a derived chumpy "
+                               "expression); re-save the model with plain numpy arrays")
 
 
 def _safe_reconstructor(cls, base, state):
