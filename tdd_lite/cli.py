@@ -1,7 +1,9 @@
 """The ``tdd-lite`` command: ``synth | check-data | train | evaluate``.
 
 Each subcommand lives in the module that does the work; that module defines ``add_arguments(parser)`` and
-``run(args) -> int``. This file only dispatches (modules are imported lazily so ``--help`` is instant).
+``run(args) -> int``. This file only dispatches (modules are imported lazily so ``--help`` is instant) and
+turns user errors into one line, ``tdd-lite CMD: error: MESSAGE``: exit 2 for a usage error, 1 for bad data;
+the traceback is shown only with ``--debug`` (anywhere on the command line) or ``TDD_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+from collections.abc import Callable
+
+from tdd_lite.errors import TddError, debug_enabled
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("tdd_lite.data.synth", "generate Synth300VW (synthetic videos in the 300VW layout)"),
@@ -18,9 +24,17 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``PROG: error: MESSAGE (see PROG --help)``, exit 2) instead of usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tdd-lite", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = ArgumentParser(prog="tdd-lite", description=__doc__.splitlines()[0],
+                            epilog="--debug (anywhere) or TDD_DEBUG=1: show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if only is None or only == name:
@@ -32,8 +46,42 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def guarded(prog: str, fn: Callable[[], int | None], debug: bool = False) -> int:
+    """Run ``fn`` and map what escapes it to an exit status and one line on stderr.
+
+    ``TddError`` -> its ``exit_code`` (1 data, 2 usage); ``OSError`` (missing file, permission, full disk)
+    -> 1; ``KeyboardInterrupt`` -> 130; anything else is a bug: one line asking for ``--debug``, exit 1.
+    """
+    debug = debug or debug_enabled()
+    try:
+        return int(fn() or 0)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except TddError as e:
+        code, text = e.exit_code, str(e)
+    except OSError as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        code, text = 1, f"{where}{e.strerror or e}"
+    except Exception as e:  # noqa: BLE001 - a bug, not a user error; still one line unless --debug
+        code, text = 1, f"internal error ({type(e).__name__}: {e}); rerun with --debug and report the traceback"
+    if debug:
+        traceback.print_exc()
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    return code
+
+
+def pop_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """Remove ``--debug`` from ``argv`` wherever it stands; True if it was there."""
+    return [a for a in argv if a != "--debug"], "--debug" in argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else list(argv))
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(only=command)
     args = parser.parse_args(argv)
@@ -41,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    return guarded(f"tdd-lite {args.command}", lambda: module.run(args), debug)
+
+
+def module_main(prog: str, add_arguments: Callable, run: Callable, argv: list[str] | None = None,
+                description: str = "") -> int:
+    """``python -m tdd_lite.X`` entry points (e.g. under ``torchrun``) with the same error handling."""
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else list(argv))
+    parser = ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return guarded(prog, lambda: run(args), debug)
 
 
 if __name__ == "__main__":
