@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from tdd_lite.data.pts import N_POINTS, PtsError, read_pts
+from tdd_lite.errors import DataError, UsageError
 
 ENV_ROOT = "TDD_300VW_ROOT"
 SPLIT_NAMES = ("train", "A", "B", "C")
@@ -54,14 +55,26 @@ VIDEO_NAME = re.compile(r"^\d{3}$")
 OUTSIDE_MARGIN = 0.1
 
 
+class MissingDataError(DataError, FileNotFoundError):
+    """A data root, video folder or file that does not exist (a :class:`DataError`, also a FileNotFoundError)."""
+
+    __str__ = DataError.__str__
+
+
+class UnknownSplitError(DataError, KeyError):
+    """A split name the data root does not define (a :class:`DataError`, also a KeyError)."""
+
+    __str__ = DataError.__str__
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The 300VW root: ``root`` if given, else ``$TDD_300VW_ROOT``; raises if neither is set or it is missing."""
     raw = root if root is not None else os.environ.get(ENV_ROOT)
     if raw is None or str(raw) == "":
-        raise FileNotFoundError(f"no 300VW root given: pass a path or set {ENV_ROOT}=/path/to/300VW")
+        raise MissingDataError(f"no 300VW root given: pass a path or set {ENV_ROOT}=/path/to/300VW")
     path = Path(raw).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"300VW root {path} is not a directory")
+        raise MissingDataError(f"300VW root {path} is not a directory")
     return path
 
 
@@ -102,7 +115,7 @@ def split_videos(root: str | os.PathLike, split: str | Iterable[str]) -> list[st
     if split == "test":
         return [v for k in ("A", "B", "C") for v in splits.get(k, ())]
     if split not in splits:
-        raise KeyError(f"unknown split {split!r}; {root} has splits {sorted(splits)} (and 'test' = A+B+C)")
+        raise UnknownSplitError(f"unknown split {split!r}; {root} has splits {sorted(splits)} (and 'test' = A+B+C)")
     return list(splits[split])
 
 
@@ -350,6 +363,100 @@ def load_split(root: str | os.PathLike | None, split: str | Iterable[str], cache
     """The :class:`Sequence` objects of a split (``root`` None -> ``$TDD_300VW_ROOT``)."""
     r = data_root(root)
     return [Sequence(r / v, cache_dir=cache_dir, skip_bad=skip_bad) for v in split_videos(r, split)]
+
+
+# ====================================================================== selection and the pre-run check
+def present_videos(root: str | os.PathLike) -> list[str]:
+    """Every ``NNN/`` folder of ``root`` that has an ``annot/`` folder, sorted."""
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir()
+                  if VIDEO_NAME.match(p.name) and p.is_dir() and (p / ANNOT_DIR).is_dir())
+
+
+def select_videos(root: str | os.PathLike | None, splits: list[str] | None = None, videos: list[str] | None = None,
+                  all_videos: bool = False) -> dict[str, list[str]]:
+    """Category -> video ids to run on.
+
+    ``splits`` (default A B C) uses ``splits.json`` if present, else the official 300VW lists restricted to the
+    videos present (an official split none of whose videos is present is a DataError naming the split);
+    ``videos=[...]`` -> ``{"videos": ids}`` (each must exist: DataError naming the missing folder);
+    ``all_videos`` -> ``{"all": every NNN/ folder with annot/ present}``. An empty selection is a DataError;
+    combining more than one of splits/videos/all is a UsageError.
+    """
+    given = [name for name, on in (("--splits", splits is not None), ("--videos", videos is not None),
+                                   ("--all", bool(all_videos))) if on]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot be combined: choose the videos one way")
+    r = data_root(root)
+    if videos is not None:
+        ids = [str(v) for v in videos]
+        if not ids:
+            raise UsageError("--videos needs at least one video id")
+        for v in ids:
+            if not (r / v).is_dir():
+                raise MissingDataError(f"{r / v}: video folder does not exist (from --videos)")
+        return {"videos": list(dict.fromkeys(ids))}
+    if all_videos:
+        ids = present_videos(r)
+        if not ids:
+            raise DataError(f"{r}: no NNN/ video folders with an annot/ folder (is this a 300VW-layout root?)")
+        return {"all": ids}
+    names = list(splits) if splits is not None else ["A", "B", "C"]
+    if not names:
+        raise UsageError("--splits needs at least one split name")
+    custom = (r / SPLITS_FILE).exists()
+    table = load_splits(r)
+    out: dict[str, list[str]] = {}
+    for name in names:
+        if name == "test":
+            parts = [k for k in ("A", "B", "C") if k in table]
+        elif name in table:
+            parts = [name]
+        else:
+            src = str(r / SPLITS_FILE) if custom else "the official 300VW splits"
+            raise UnknownSplitError(f"unknown split {name!r}: {src} lists splits {', '.join(sorted(table))} "
+                                    f"(and 'test' = A+B+C)")
+        ids = [v for k in parts for v in table[k]]
+        if custom:
+            missing = [v for v in ids if not (r / v).is_dir()]
+            if missing:
+                raise MissingDataError(f"{r / SPLITS_FILE}: split {name!r} lists video {missing[0]} but "
+                                       f"{r / missing[0]} does not exist"
+                                       + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else ""))
+        else:
+            ids = [v for v in ids if (r / v).is_dir()]
+            if not ids:
+                raise DataError(f"{r}: none of the {sum(len(table[k]) for k in parts)} official 300VW videos of "
+                                f"split {name!r} is present (pass --videos ID ... or --all to use what is there)")
+        if ids:
+            out[name] = ids
+    if not out:
+        raise DataError(f"{r / SPLITS_FILE}: splits {', '.join(names)} are empty: no videos to run on")
+    return out
+
+
+def require_valid(root: str | os.PathLike | None, videos: Iterable[str], skip_bad: bool = False,
+                  command: str = "train") -> None:
+    """The quick check ``check-data --quick`` does (same code path), on just these videos, before a run.
+
+    Raises :class:`DataError` with the first few errors (file, line, what was expected) and a hint to run
+    ``tdd-lite check-data ROOT --videos ...`` for the full report. ``skip_bad`` has the meaning of
+    ``check-data --skip-bad-frames`` (bad frames are warnings and are skipped).
+    """
+    r = data_root(root)
+    ids = list(dict.fromkeys(str(v) for v in videos))
+    if not ids:
+        raise DataError(f"{r}: no videos selected for {command}")
+    report = validate(r, skip_bad=skip_bad, quick=True, videos=ids)
+    errors = report.errors
+    if not errors:
+        return
+    shown = "; ".join(f"{e.where}: {e.message}" for e in errors[:3])
+    more = f" (and {len(errors) - 3} more errors)" if len(errors) > 3 else ""
+    vids = " ".join(ids) if len(ids) <= 8 else " ".join(ids[:8]) + " ..."
+    flag = " --skip-bad-frames" if skip_bad else ""
+    raise DataError(f"the videos {command} would use are not valid data: {shown}{more}; "
+                    f"run `tdd-lite check-data {r} --videos {vids}{flag}` for the full report")
 
 
 # ====================================================================== validation
