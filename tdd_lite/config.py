@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 from pathlib import Path
 
 import torch
+
+from tdd_lite.errors import UsageError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -18,23 +22,71 @@ _FALSE = {"", "0", "false", "no", "off"}
 def fast_mode() -> bool:
     """True when ``TDD_FAST`` asks for the quick CPU mode.
 
-    Raises ``ValueError`` for a value that is neither true-ish nor false-ish, so a typo such as
-    ``TDD_FAST=ture`` does not silently start a 500-epoch run.
+    Raises :class:`~tdd_lite.errors.UsageError` (a ``ValueError``) for a value that is neither true-ish nor
+    false-ish, so a typo such as ``TDD_FAST=ture`` does not silently start a 500-epoch run.
     """
     raw = os.environ.get("TDD_FAST", "").strip().lower()
     if raw in _TRUE:
         return True
     if raw in _FALSE:
         return False
-    raise ValueError(f"TDD_FAST={raw!r}: expected 1/true/yes/on or 0/false/no/off (or unset)")
+    raise UsageError(f"TDD_FAST={raw!r}: expected 1/true/yes/on or 0/false/no/off (or unset)")
+
+
+class DeviceUnavailableError(UsageError, RuntimeError):
+    """The requested device does not exist here (a usage error, exit 2; also a RuntimeError as it used to be)."""
+
+
+_DEVICE_NAME = re.compile(r"^(cpu|cuda|cuda:\d{1,3}|mps)$")
+
+
+def device_name(text: str) -> str:
+    """argparse type for ``--device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (availability is checked later)."""
+    t = text.strip().lower()
+    if not _DEVICE_NAME.match(t):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: expected cpu, cuda, cuda:N or mps")
+    return t
+
+
+def available_devices() -> list[str]:
+    """The device names this machine can run on (``cpu`` first)."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """Device to run on: ``requested`` (e.g. ``"cuda:1"``), else ``TDD_DEVICE``, else CUDA if present, else CPU."""
-    name = requested or os.environ.get("TDD_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    """Device to run on: ``requested`` (e.g. ``"cuda:1"``), else ``TDD_DEVICE``, else CUDA if present, else CPU.
+
+    A device this machine does not have (or a name that is not a device) is a
+    :class:`~tdd_lite.errors.UsageError` naming where the request came from and what is available.
+    """
+    env = os.environ.get("TDD_DEVICE", "").strip()
+    if requested:
+        name, source = requested, f"--device {requested}"
+    elif env:
+        name, source = env, f"TDD_DEVICE={env}"
+    else:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    have = ", ".join(available_devices())
+    try:
+        name = device_name(name)
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"{source}: {e} (this machine has: {have})") from None
     dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"{source}: CUDA is not available on this machine (available: {have}); "
+                                         + ("use --device cpu" if requested else "set TDD_DEVICE=cpu or unset it"))
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"{source}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                                         f"(available: {have})")
+    if dev.type == "mps" and "mps" not in available_devices():
+        raise DeviceUnavailableError(f"{source}: MPS is not available on this machine (available: {have})")
     return dev
 
 
