@@ -18,7 +18,7 @@ help:
 	@echo "make test   - set up, then every test (lint, unit, book + browser check, nbval)"
 	@echo "make lab    - JupyterLab on the notebooks"
 	@echo "make bench  - print the benchmark ratios (benchmarks/)"
-	@echo "make model  - rebuild the teaching 3DMM and check it matches the committed asset byte for byte"
+	@echo "make model  - rebuild the teaching 3DMM and check it matches the committed asset (within float noise)"
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)

