@@ -14,6 +14,10 @@ coordinates, a missing ``n_points``), so the reader is tolerant about everything
 parses the points *between* them. It is strict about the content: a wrong number of points, a non-numeric
 or non-finite value, a line that is not exactly two numbers, a missing ``{`` or ``}`` (a truncated file), or a
 header ``n_points`` that disagrees with the body each raise :class:`PtsError` naming the file and line.
+``n_points`` must be a positive whole number in ASCII digits, and each coordinate a plain ASCII decimal number
+(``12``, ``-3.5``, ``1.25e-05``): Python's ``float``/``int`` would also take ``inf``, ``nan``, ``3_1.5`` or
+Arabic-Indic digits, which no annotation tool writes. Only regular files are opened (a FIFO or a device is
+refused without blocking) and at most :data:`MAX_PTS_BYTES` are read.
 
 Coordinate convention: values are returned **exactly as stored**, in image pixels (x right, y down). We do
 not shift them by 0.5 or 1: whether 300VW's annotators meant 0- or 1-based pixel centres is not documented
@@ -26,16 +30,73 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tdd_lite.errors import DataError
+
 N_POINTS = 68
+MAX_PTS_BYTES = 1 << 20  # a 68-point file is ~1.5 KB; anything near 1 MiB is not a landmark file
+MAX_N_POINTS = 100_000
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_COUNT = re.compile(r"\+?[0-9]+", re.ASCII)
 
 
-class PtsError(ValueError):
-    """A malformed ``.pts`` file; the message names the file and (1-based) line."""
+class PtsError(DataError):
+    """A malformed ``.pts`` file; the message names the file and (1-based) line (a DataError, so a ValueError)."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it when ``/proc`` tells it (else set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_regular_file(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else :class:`DataError`.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` before reading, so a FIFO, socket or device is
+    refused at once instead of blocking (and there is no window between the check and the open).
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if
+                    stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise DataError(f"{path}: is {kind}, expected a regular {what}; refused")
+        if st.st_size > limit:
+            raise DataError(f"{path}: {st.st_size} bytes, more than the {limit} a {what} may have; refused")
+        chunks, total = [], 0
+        while True:
+            b = os.read(fd, 1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+            if total > limit:
+                raise DataError(f"{path}: more than the {limit} bytes a {what} may have; refused")
+        return b"".join(chunks)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
 
 
 def parse_pts(text: str, source: str = "<string>", n_points: int | None = N_POINTS) -> np.ndarray:
@@ -55,10 +116,13 @@ def parse_pts(text: str, source: str = "<string>", n_points: int | None = N_POIN
         if ":" in line:
             key, _, val = line.partition(":")
             if key.strip().lower() == "n_points":
-                try:
-                    header_n = int(float(val.strip()))
-                except ValueError:
-                    raise PtsError(f"{source}:{i + 1}: n_points is not a number: {val.strip()!r}") from None
+                v = val.strip()
+                if not _COUNT.fullmatch(v):
+                    raise PtsError(f"{source}:{i + 1}: n_points is not a number: {v!r} (expected a positive whole "
+                                   f"number in ASCII digits, e.g. 68)")
+                if len(v) > 7 or not 1 <= int(v) <= MAX_N_POINTS:
+                    raise PtsError(f"{source}:{i + 1}: n_points {v} is out of range (expected 1 to {MAX_N_POINTS})")
+                header_n = int(v)
         elif line and any(c.isdigit() for c in line) and len(line.split()) == 2:
             raise PtsError(f"{source}:{i + 1}: point data before the opening '{{' (missing brace?)")
     if open_line is None:
@@ -75,10 +139,16 @@ def parse_pts(text: str, source: str = "<string>", n_points: int | None = N_POIN
         parts = line.split()
         if len(parts) != 2:
             raise PtsError(f"{source}:{i + 1}: expected two numbers 'x y', got {lines[i]!r}")
-        try:
-            x, y = float(parts[0]), float(parts[1])
-        except ValueError:
-            raise PtsError(f"{source}:{i + 1}: non-numeric coordinate in {lines[i]!r}") from None
+        if not (_NUMBER.fullmatch(parts[0]) and _NUMBER.fullmatch(parts[1])):
+            try:
+                nonfinite = not all(math.isfinite(float(v)) for v in parts)
+            except ValueError:
+                nonfinite = False
+            if nonfinite:
+                raise PtsError(f"{source}:{i + 1}: non-finite coordinate (NaN or inf) in {lines[i]!r}")
+            raise PtsError(f"{source}:{i + 1}: non-numeric coordinate in {lines[i]!r} (expected plain ASCII "
+                           f"decimal numbers like 123.456)")
+        x, y = float(parts[0]), float(parts[1])
         if not (math.isfinite(x) and math.isfinite(y)):
             raise PtsError(f"{source}:{i + 1}: non-finite coordinate (NaN or inf) in {lines[i]!r}")
         points.append((x, y))
@@ -99,9 +169,9 @@ def read_pts(path: str | Path, n_points: int | None = N_POINTS) -> np.ndarray:
     """Read a ``.pts`` file -> ``(N, 2)`` float64 image-pixel coordinates, as stored (see module docstring)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise PtsError(f"{path}: cannot read ({e.strerror or e})") from e
+        raw = read_regular_file(path, MAX_PTS_BYTES, "landmark file")
+    except DataError as e:
+        raise PtsError(str(e)) from e
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -128,6 +198,7 @@ def write_pts(path: str | Path, points: np.ndarray, decimals: int | None = None)
     text = format_pts(points, decimals)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600 files; honour the umask like open() does
         with os.fdopen(fd, "w", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -18,6 +18,8 @@ import json
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
 import weakref
 from collections.abc import Iterable
@@ -27,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tdd_lite.data.pts import N_POINTS, PtsError, read_pts
+from tdd_lite.data.pts import N_POINTS, PtsError, current_umask, read_pts, read_regular_file
 from tdd_lite.errors import DataError, UsageError
 
 ENV_ROOT = "TDD_300VW_ROOT"
@@ -53,6 +55,68 @@ VIDEO_NAME = re.compile(r"^\d{3}$")
 # A landmark may sit slightly outside the frame (a jaw point at the image border); beyond this fraction of the
 # frame size it is an annotation error.
 OUTSIDE_MARGIN = 0.1
+# A face whose landmark box is narrower or shorter than this (pixels), or whose landmarks lie on one line (the
+# spread across the best-fit line under this fraction of the spread along it), is a degenerate annotation: its
+# crop box and normalisation distance are meaningless. Real faces are tens of pixels and nowhere near a line.
+MIN_FACE_PX = 2.0
+COLLINEAR_RATIO = 0.01
+MAX_SPLITS_BYTES = 1 << 20
+
+
+def _count_slack(n_annot: int) -> int:
+    """How many trailing annotations past the video's end ``skip_bad`` accepts as bad frames."""
+    return max(5, n_annot // 100)
+
+
+def landmark_problem(points: np.ndarray, size: tuple[int, int] | None = None) -> str | None:
+    """Why one frame's (68, 2) landmarks are unusable, or None. The one definition check-data and
+    :class:`Sequence` share: outside the ``(w, h)`` frame (beyond :data:`OUTSIDE_MARGIN`), a landmark box under
+    :data:`MIN_FACE_PX`, or all points on one line."""
+    p = np.asarray(points, dtype=np.float64)
+    if size is not None and size[0] > 0 and size[1] > 0:
+        w, h = size
+        mx, my = OUTSIDE_MARGIN * w, OUTSIDE_MARGIN * h
+        out = (p[:, 0] < -mx) | (p[:, 0] > w - 1 + mx) | (p[:, 1] < -my) | (p[:, 1] > h - 1 + my)
+        if out.any():
+            i = int(np.argmax(out))
+            return (f"{int(out.sum())} landmarks outside the {w}x{h} frame "
+                    f"(e.g. point {i + 1} at ({p[i, 0]:.1f}, {p[i, 1]:.1f}))")
+    ext = p.max(0) - p.min(0)
+    if (ext < MIN_FACE_PX).any():
+        return (f"degenerate landmarks: the face box is {ext[0]:.3g} x {ext[1]:.3g} px "
+                f"(expected at least {MIN_FACE_PX:g} px each way)")
+    sv = np.linalg.svd(p - p.mean(0), compute_uv=False)
+    if sv[1] < COLLINEAR_RATIO * sv[0]:
+        return (f"degenerate landmarks: all points on one line (spread across it {sv[1] / sv[0]:.2g} of the "
+                f"spread along it, expected at least {COLLINEAR_RATIO:g})")
+    return None
+
+
+def _special(path: Path) -> str | None:
+    """'a FIFO' etc. if ``path`` exists and is not a regular file (opening it could block), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+            else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+
+
+def open_video(path: str | os.PathLike) -> cv2.VideoCapture:
+    """An opened ``cv2.VideoCapture`` of a regular video file (a FIFO or device is refused, never opened)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingDataError(f"{path}: video missing")
+    kind = _special(path)
+    if kind:
+        raise DataError(f"{path}: is {kind}, expected a regular video file; refused")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise DataError(f"{path}: OpenCV cannot open this video (corrupt file or unsupported codec)")
+    return cap
 
 
 class MissingDataError(DataError, FileNotFoundError):
@@ -80,17 +144,25 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def _parse_splits(obj: object, source: str) -> dict[str, tuple[str, ...]]:
     if not isinstance(obj, dict):
-        raise ValueError(f"{source}: expected a JSON object mapping split names to lists of video ids")
+        raise DataError(f"{source}: expected a JSON object mapping split names to lists of video ids")
+    if not obj:
+        raise DataError(f"{source}: no splits (an empty object); expected e.g. "
+                        f"{{\"train\": [\"001\", ...], \"A\": [...], \"B\": [...], \"C\": [...]}}")
     out: dict[str, tuple[str, ...]] = {}
     seen: dict[str, str] = {}
     for name, ids in obj.items():
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ValueError(f"{source}: split {name!r} must be a list of video id strings like \"001\"")
+            raise DataError(f"{source}: split {name!r} must be a list of video id strings like \"001\"")
         for i in ids:
+            if not VIDEO_NAME.fullmatch(i):
+                raise DataError(f"{source}: split {name!r} lists {i!r}, not a video folder name "
+                                f"(expected three digits like \"001\")")
             if i in seen:
-                raise ValueError(f"{source}: video {i} is in both split {seen[i]!r} and split {name!r}")
+                raise DataError(f"{source}: video {i} is in both split {seen[i]!r} and split {name!r}")
             seen[i] = name
         out[str(name)] = tuple(ids)
+    if not seen:
+        raise DataError(f"{source}: every split is empty; expected at least one video id")
     return out
 
 
@@ -98,11 +170,11 @@ def load_splits(root: str | os.PathLike | None = None) -> dict[str, tuple[str, .
     """``root/splits.json`` if present (Synth300VW writes one), else :data:`OFFICIAL_SPLITS`."""
     if root is not None:
         f = Path(root) / SPLITS_FILE
-        if f.exists():
+        if f.exists() or f.is_symlink():
             try:
-                obj = json.loads(f.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"{f}: not valid JSON ({e})") from e
+                obj = json.loads(read_regular_file(f, MAX_SPLITS_BYTES, "splits file").decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise DataError(f"{f}: not valid JSON ({e})") from e
             return _parse_splits(obj, str(f))
     return dict(OFFICIAL_SPLITS)
 
@@ -143,8 +215,10 @@ class Sequence:
 
     Frames are decoded on demand with OpenCV (a ``VideoCapture`` opened lazily in the calling process, so the
     object can be sent to DataLoader workers), or read from a one-time JPEG cache (:meth:`build_cache`).
-    ``skip_bad=True`` turns unreadable ``.pts`` files into NaN landmarks listed in :attr:`bad_frames`
-    instead of raising.
+    Landmarks are checked with the rules of ``check-data`` (:func:`landmark_problem`, and the video's frame
+    count against the annotations); ``skip_bad=True`` turns a bad frame (unreadable ``.pts``, degenerate or
+    outside the frame, a few trailing annotations past the video's end) into NaN landmarks listed in
+    :attr:`bad_frames` instead of raising :class:`DataError`.
     """
 
     def __init__(self, path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, skip_bad: bool = False):
@@ -175,29 +249,64 @@ class Sequence:
         """(T, 68, 2) float64 image-pixel landmarks; row k is ``annot/%06d.pts % (k + 1)``."""
         if self._landmarks is None:
             if not self.annot_dir.is_dir():
-                raise FileNotFoundError(f"{self.annot_dir}: annotation folder missing")
+                raise MissingDataError(f"{self.annot_dir}: annotation folder missing")
             files = annotation_files(self.annot_dir)
             if not files:
-                raise FileNotFoundError(f"{self.annot_dir}: no %06d.pts annotation files")
+                raise MissingDataError(f"{self.annot_dir}: no %06d.pts annotation files")
+            header = self._header()
+            size = header[1:] if header else None
+            n_video = header[0] if header else 0
             lmk = np.full((len(files), N_POINTS, 2), np.nan)
+            bad: list[int] = []
+            if n_video > 0 and n_video != len(files):
+                msg = (f"{self.path}: frame/annotation count mismatch: video has {n_video} frames, annot/ has "
+                       f"{len(files)} .pts files")
+                if not (self.skip_bad and 0 < len(files) - n_video <= _count_slack(len(files))):
+                    raise DataError(msg + ("" if self.skip_bad else " (check-data --skip-bad-frames may accept "
+                                           "a few trailing annotations)"))
+                bad.extend(range(n_video, len(files)))
             for k, f in enumerate(files):
                 if int(f.stem) != k + 1:
-                    raise ValueError(f"{self.annot_dir}: annotation {k + 1:06d}.pts is missing (next is {f.name})")
+                    raise DataError(f"{self.annot_dir}: annotation {k + 1:06d}.pts is missing (next is {f.name})")
+                if k in bad:
+                    continue
                 try:
-                    lmk[k] = read_pts(f)
+                    p = read_pts(f)
+                    problem = landmark_problem(p, size)
+                    if problem:
+                        raise PtsError(f"{f}: {problem}")
                 except PtsError:
                     if not self.skip_bad:
                         raise
-                    self._bad_frames.append(k)
+                    bad.append(k)
+                    continue
+                lmk[k] = p
+            self._bad_frames = sorted(bad)
             self._landmarks = lmk
         return self._landmarks
+
+    def _header(self) -> tuple[int, int, int] | None:
+        """(frame count, width, height) from the container header, or None when the video cannot be opened
+        (reading a frame then raises the reason)."""
+        try:
+            cap = open_video(self.video_path)
+        except DataError:
+            return None
+        try:
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        finally:
+            cap.release()
+        if self._size is None and w > 0 and h > 0:
+            self._size = (w, h)
+        return max(n, 0), w, h
 
     def __len__(self) -> int:
         return len(self.landmarks)
 
     @property
     def bad_frames(self) -> list[int]:
-        """Frames whose ``.pts`` could not be read (only with ``skip_bad=True``; else reading raises)."""
+        """Frames skipped as bad (only with ``skip_bad=True``; else loading the landmarks raises)."""
         _ = self.landmarks
         return list(self._bad_frames)
 
@@ -214,11 +323,7 @@ class Sequence:
             _INHERITED_CAPTURES.append(self._cap)
             self._cap = None
         if self._cap is None:
-            if not self.video_path.exists():
-                raise FileNotFoundError(f"{self.video_path}: video missing")
-            cap = cv2.VideoCapture(str(self.video_path))
-            if not cap.isOpened():
-                raise OSError(f"{self.video_path}: OpenCV cannot open this video")
+            cap = open_video(self.video_path)
             self._cap, self._cap_pid, self._next = cap, os.getpid(), 0
             _OPEN_SEQUENCES.add(self)
         return self._cap
@@ -259,9 +364,7 @@ class Sequence:
 
     def frames(self) -> Iterable[np.ndarray]:
         """All frames in order (sequential decoding, the fast path)."""
-        cap = cv2.VideoCapture(str(self.video_path))
-        if not cap.isOpened():
-            raise OSError(f"{self.video_path}: OpenCV cannot open this video")
+        cap = open_video(self.video_path)
         try:
             while True:
                 ok, img = cap.read()
@@ -275,38 +378,105 @@ class Sequence:
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the video."""
         if self._size is None:
-            cap = cv2.VideoCapture(str(self.video_path))
+            cap = open_video(self.video_path)
             try:
-                if not cap.isOpened():
-                    raise OSError(f"{self.video_path}: OpenCV cannot open this video")
                 self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
             finally:
                 cap.release()
         return self._size
 
     def build_cache(self, quality: int = 95) -> Path:
-        """Decode the video once into ``cache_dir/NNN/%06d.jpg`` (atomic: a temp folder renamed when complete)."""
+        """Decode the video once into ``cache_dir/NNN/%06d.jpg``.
+
+        Interrupt-safe: frames go into ``NNN.partial-<pid>-*`` (with a marker naming the process), renamed to
+        ``NNN`` only when complete; a killed build leaves only that temp folder, which the next build removes
+        once its process is gone. Nothing else is ever deleted.
+        """
         if self.cache_dir is None:
             raise ValueError("Sequence was created without cache_dir")
         if (self.cache_dir / "complete").exists():
             return self.cache_dir
         self.cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=self.name + ".partial-", dir=self.cache_dir.parent))
+        remove_stale_partials(self.cache_dir)
+        tmp = make_partial_dir(self.cache_dir, "tdd_lite frame cache")
         try:
             n = 0
             for n, img in enumerate(self.frames(), start=1):
-                cv2.imwrite(str(tmp / f"{n:06d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality])
+                if not cv2.imwrite(str(tmp / f"{n:06d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, quality]):
+                    raise OSError(f"{tmp / f'{n:06d}.jpg'}: cannot write the frame cache (disk full?)")
             (tmp / "complete").write_text(f"{n}\n")
             try:
                 os.replace(tmp, self.cache_dir)
             except OSError:  # another process finished first
                 if not (self.cache_dir / "complete").exists():
                     raise
+            else:
+                (self.cache_dir / PARTIAL_MARKER).unlink(missing_ok=True)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.cache_dir
+
+
+# ------------------------------------------------------------------- interrupt-safe output folders
+PARTIAL_MARKER = ".tdd_lite-partial.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def make_partial_dir(final: str | os.PathLike, maker: str) -> Path:
+    """A new empty ``FINAL.partial-<pid>-XXXX`` folder next to ``final``, with the umask's permissions and a
+    marker (``PARTIAL_MARKER``: who made it, pid, host) so :func:`remove_stale_partials` can tell it is ours."""
+    final = Path(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-{os.getpid()}-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+    info = {"maker": maker, "pid": os.getpid(), "host": os.uname().nodename, "target": final.name}
+    (tmp / PARTIAL_MARKER).write_text(json.dumps(info) + "\n")
+    return tmp
+
+
+def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
+    """Remove ``FINAL.partial-*`` folders next to ``final`` that carry our marker and whose process is gone.
+
+    A folder without a readable marker, of another host, or of a live process is left alone; returns the
+    removed folders.
+    """
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for cand in final.parent.glob(glob_escape(final.name) + ".partial-*"):
+        if cand.is_symlink() or not cand.is_dir():
+            continue
+        marker = cand / PARTIAL_MARKER
+        try:
+            info = json.loads(read_regular_file(marker, 4096, "partial-folder marker"))
+            pid, host = int(info["pid"]), str(info["host"])
+        except (DataError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            continue
+        if info.get("target") != final.name or host != os.uname().nodename or _pid_alive(pid):
+            continue
+        shutil.rmtree(cand, ignore_errors=True)
+        removed.append(cand)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 VIDEO_FOURCC = "MJPG"  # Motion-JPEG in AVI: every OpenCV build with FFmpeg writes and reads it; exact seeking
@@ -479,6 +649,7 @@ class Report:
     videos: int = 0
     frames: int = 0
     skipped: dict[str, list[int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what was not checked (--quick)
 
     @property
     def errors(self) -> list[Issue]:
@@ -500,6 +671,7 @@ class Report:
 
     def format(self, limit: int = 50) -> str:
         lines = [f"check-data {self.root}: {self.videos} videos, {self.frames} annotated frames checked"]
+        lines += ["  NOTE    " + n for n in self.notes]
         for i in self.issues[:limit]:
             lines.append("  " + str(i))
         if len(self.issues) > limit:
@@ -512,15 +684,23 @@ class Report:
         return "\n".join(lines)
 
 
+QUICK_NOTE = ("--quick: frames between the first and the last are not decoded (the frame count is the container "
+              "header's, checked against annot/ and by decoding the last frame); run without --quick to read every "
+              "frame header")
+
+
 def _count_frames(video: Path, quick: bool) -> tuple[int, int, int]:
-    """(frames, width, height); frames by grabbing every frame unless ``quick`` (trust the container)."""
-    cap = cv2.VideoCapture(str(video))
+    """(frames, width, height). Without ``quick`` every frame is grabbed (counted); with ``quick`` the
+    container header's count is trusted once its last frame decodes (a truncated file fails that)."""
     try:
-        if not cap.isOpened():
-            raise OSError("OpenCV cannot open it (corrupt file or unsupported codec)")
+        cap = open_video(video)
+    except DataError as e:
+        raise OSError(str(e).removeprefix(f"{video}: ")) from None
+    try:
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if quick:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        if quick and header > 0:
+            n = header
         else:
             n = 0
             while cap.grab():
@@ -532,6 +712,13 @@ def _count_frames(video: Path, quick: bool) -> tuple[int, int, int]:
             ok, img = cap.read()
             if not ok or img is None:
                 raise OSError("the first frame cannot be decoded")
+        if n > 1:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1)
+            ok, img = cap.read()
+            if not ok or img is None:
+                raise OSError(f"the last frame ({n - 1}, 0-based) cannot be decoded"
+                              + (f" although the container header declares {header} frames (truncated file?)"
+                                 if quick else " (corrupt or truncated file?)"))
         return n, w, h
     finally:
         cap.release()
@@ -553,8 +740,11 @@ def _check_video(report: Report, folder: Path, skip_bad: bool, quick: bool) -> N
     for extra in sorted(p.name for p in folder.iterdir() if p.name not in (VIDEO_FILE, ANNOT_DIR, "params.npz")):
         report.warn(folder / extra, "stray file or folder (not part of the 300VW layout; ignored)")
     n_frames = w = h = None
+    kind = _special(video)
     if not video.exists():
         report.error(video, "missing video file")
+    elif kind:
+        report.error(video, f"is {kind}, expected a regular video file; refused")
     elif video.stat().st_size == 0:
         report.error(video, "video file is empty (0 bytes)")
     else:
@@ -588,69 +778,102 @@ def _check_video(report: Report, folder: Path, skip_bad: bool, quick: bool) -> N
     n_annot = numbers[-1] if numbers else 0
     if n_frames is not None and n_frames > 0 and n_frames != n_annot:
         msg = f"frame/annotation count mismatch: video has {n_frames} frames, annot/ has {n_annot} .pts files"
-        if skip_bad and abs(n_frames - n_annot) <= max(5, n_annot // 100):
-            report.warn(folder, msg + f" (using the first {min(n_frames, n_annot)})")
-            bad.extend(range(min(n_frames, n_annot), n_annot))
+        if skip_bad and 0 < n_annot - n_frames <= _count_slack(n_annot):
+            report.warn(folder, msg + f" (using the first {n_frames})")
+            bad.extend(range(n_frames, n_annot))
         else:
             report.error(folder, msg)
+    size = (w, h) if w and h else None
     for f in files:
         k = int(f.stem) - 1
+        if k in bad:
+            continue
         try:
             p = read_pts(f)
         except PtsError as e:
             bad_frame(f, k, f"bad .pts: {str(e).removeprefix(str(f)).lstrip(': ')}")
             continue
         report.frames += 1
-        if w:
-            mx, my = OUTSIDE_MARGIN * w, OUTSIDE_MARGIN * h
-            out = (p[:, 0] < -mx) | (p[:, 0] > w - 1 + mx) | (p[:, 1] < -my) | (p[:, 1] > h - 1 + my)
-            if out.any():
-                i = int(np.argmax(out))
-                bad_frame(f, k, f"{int(out.sum())} landmarks outside the {w}x{h} frame "
-                          f"(e.g. point {i + 1} at ({p[i, 0]:.1f}, {p[i, 1]:.1f}))")
-                continue
-        ext = p.max(0) - p.min(0)
-        if (ext < 1e-6).any():
-            bad_frame(f, k, "degenerate landmarks (all points on one line or one spot)")
+        problem = landmark_problem(p, size)
+        if problem:
+            bad_frame(f, k, problem)
     if bad:
         report.skipped[name] = sorted(set(bad))
 
 
+def official_summary(present: Iterable[str]) -> tuple[str, int]:
+    """("train 0/50, A 1/31, B 0/19, C 0/14", number of official videos missing) for the folders present."""
+    have = set(present)
+    parts, missing = [], 0
+    for name, ids in OFFICIAL_SPLITS.items():
+        n = sum(v in have for v in ids)
+        missing += len(ids) - n
+        parts.append(f"{name} {n}/{len(ids)}")
+    return ", ".join(parts), missing
+
+
 def validate(root: str | os.PathLike, skip_bad: bool = False, quick: bool = False,
-             videos: Iterable[str] | None = None) -> Report:
+             videos: Iterable[str] | None = None, complete: bool = False) -> Report:
     """Check a 300VW-layout folder; every problem becomes an :class:`Issue` (nothing raises).
 
-    ``skip_bad`` downgrades per-frame problems (bad ``.pts``, landmarks outside the frame, a few trailing
-    frames without a partner) to warnings and lists those frames in ``report.skipped``. ``quick`` trusts the
-    container's frame count instead of decoding every frame header.
+    ``skip_bad`` downgrades per-frame problems (bad ``.pts``, degenerate or outside the frame, a few trailing
+    annotations past the video's end) to warnings and lists those frames in ``report.skipped``. ``quick``
+    trusts the container's frame count (checked by decoding the last frame) instead of grabbing every frame.
+    Without ``splits.json``, the videos present are checked and a folder that is not the full 300VW gets one
+    summary warning (an error with ``complete``). ``videos`` checks only those.
     """
     root = Path(root)
     report = Report(root=root)
+    if quick:
+        report.notes.append(QUICK_NOTE)
     if not root.is_dir():
         report.error(root, "data root does not exist or is not a directory")
         return report
+    splits_file = root / SPLITS_FILE
+    custom = splits_file.exists() or splits_file.is_symlink()
     try:
         splits = load_splits(root)
-        custom = (root / SPLITS_FILE).exists()
-    except ValueError as e:
-        report.error(root / SPLITS_FILE, str(e).removeprefix(str(root / SPLITS_FILE) + ": "))
-        splits, custom = {}, True
+    except DataError as e:
+        report.error(splits_file, str(e).removeprefix(str(splits_file) + ": "))
+        splits = {}
+    if not custom:
+        splits = {}
     in_split = {v: s for s, ids in splits.items() for v in ids}
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and VIDEO_NAME.match(p.name))
     for p in sorted(root.iterdir()):
-        if p.name in (SPLITS_FILE, "synth.json") or (p.is_dir() and VIDEO_NAME.match(p.name)):
+        if p.name in (SPLITS_FILE, "synth.json", "synth300vw.json") or (p.is_dir() and VIDEO_NAME.match(p.name)):
             continue
         report.warn(p, "stray entry in the data root (expected NNN video folders and splits.json; ignored)")
-    wanted = list(videos) if videos is not None else sorted(set(present) | set(in_split))
+    if videos is not None:
+        wanted = list(dict.fromkeys(str(v) for v in videos))
+    elif custom:
+        wanted = sorted(set(present) | set(in_split))
+    else:
+        wanted = present
     if not present:
         report.error(root, "no NNN video folders found (is this the 300VW root?)")
+    elif videos is None and not custom:
+        summary, missing = official_summary(present)
+        official = {v for ids in OFFICIAL_SPLITS.values() for v in ids}
+        own = [v for v in present if v not in official]
+        extra = (f"; {len(own)} videos ({', '.join(own[:5])}{' ...' if len(own) > 5 else ''}) are in no official "
+                 f"split (use them with --videos or --all)") if own else ""
+        if complete and (missing or own):
+            report.error(root, f"not the full 300VW: {summary} official videos present{extra} (--complete)")
+        elif missing:
+            report.warn(root, f"not the full 300VW: {summary} official videos present; pass --complete to "
+                              f"require all{extra}")
+        elif own:
+            report.warn(root, extra.removeprefix("; "))
     for v in wanted:
         folder = root / v
         if not folder.is_dir():
-            src = SPLITS_FILE if custom else "the official 300VW splits"
-            report.error(folder, f"missing video folder (listed in split {in_split.get(v, '?')!r} of {src})")
+            if custom and v in in_split:
+                report.error(folder, f"missing video folder (listed in split {in_split[v]!r} of {SPLITS_FILE})")
+            else:
+                report.error(folder, "missing video folder")
             continue
-        if v not in in_split and splits:
+        if custom and v not in in_split and splits:
             report.warn(folder, "video is not in any split (it will not be used)")
         report.videos += 1
         _check_video(report, folder, skip_bad, quick)
@@ -661,18 +884,25 @@ def validate(root: str | os.PathLike, skip_bad: bool = False, quick: bool = Fals
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", nargs="?", default=None, help=f"the 300VW root (default: ${ENV_ROOT})")
     parser.add_argument("--skip-bad-frames", action="store_true",
-                        help="report bad frames as warnings and skip them instead of failing")
+                        help="report bad frames as warnings and skip them instead of failing (train and "
+                             "evaluate accept the same option)")
     parser.add_argument("--quick", action="store_true",
-                        help="trust the container's frame count instead of reading every frame")
+                        help="trust the container's frame count (checked against annot/ and by decoding the last "
+                             "frame) instead of reading every frame")
     parser.add_argument("--videos", nargs="+", default=None, metavar="NNN", help="check only these videos")
+    parser.add_argument("--complete", action="store_true",
+                        help="without splits.json: require every official 300VW video (default: one warning)")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        root = data_root(args.root)
-    except FileNotFoundError as e:
-        print(f"check-data: {e}")
-        return 2
-    report = validate(root, skip_bad=args.skip_bad_frames, quick=args.quick, videos=args.videos)
+    if args.root is None and not os.environ.get(ENV_ROOT):
+        raise UsageError(f"no 300VW root given: pass a path or set {ENV_ROOT}=/path/to/300VW")
+    root = data_root(args.root)
+    report = validate(root, skip_bad=args.skip_bad_frames, quick=args.quick, videos=args.videos,
+                      complete=args.complete)
     print(report.format())
+    if not report.ok:
+        first = report.errors[0]
+        print(f"tdd-lite check-data: error: {len(report.errors)} errors in {root}, the first: {first.where}: "
+              f"{first.message}", file=sys.stderr)
     return 0 if report.ok else 1
