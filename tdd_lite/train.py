@@ -68,18 +68,35 @@ Checkpoints (``OUT/checkpoint.pt``) hold G, the three Ds, both optimizers and sc
 the step and every RNG state (torch, numpy, python; the data position is a function of the step), stored as
 tensors and plain types so ``torch.load(..., weights_only=True)`` reads them. ``--resume`` continues exactly
 (tested: N steps == N/2 + resume + N/2, bit for bit, on the CPU in one process).
+
+Trust (format ``tdd_lite.train/2``): every checkpoint carries a sha256 of its payload (:func:`payload_checksum`:
+each tensor's dtype, shape and bytes and the JSON of every other value, walked in sorted-key order), checked at
+load (``checksum mismatch`` names the file). Checkpoints of the older format ``tdd_lite.train/1`` have no
+checksum: they are accepted with an :class:`UnverifiedCheckpointWarning` (and every structural check).
+``--resume`` refuses a checkpoint whose config differs in anything that changes the model or the data
+(:data:`RESUME_FREE_FIELDS` lists the few that may change) and names each field with both values. A save that
+fails (an exception, SIGTERM or Ctrl-C during ``torch.save``) removes its temp file; the next save, and the
+trainer's start, remove ``checkpoint.pt.tmp<pid>`` files left by processes that no longer run (SIGKILL).
+On resume ``metrics.jsonl`` is cut back (atomically) to the resumed step, so no step is logged twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import pickle
 import random
+import re
+import signal
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,8 +110,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from tdd_lite import displacement as disp
 from tdd_lite import losses
-from tdd_lite.config import describe_run, pick_device
+from tdd_lite.config import describe_run, device_name, fast_mode, pick_device
 from tdd_lite.discriminators import DISCRIMINATOR_NAMES, DisplacementDiscriminator
+from tdd_lite.errors import CheckpointError, DataError, TddError, UsageError, bounded_int
 from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
@@ -103,7 +121,12 @@ CONFIG_NAMES = ("paper", "fast", "smoke")
 FAST_SYNTH = {"videos": 160, "frames": 25}
 SCHEDULES = ("cosine", "exponential")
 CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "tdd_lite.train/2"  # /2: with a payload checksum
+OLD_CHECKPOINT_FORMATS = ("tdd_lite.train/1",)  # no checksum: accepted with a warning
 METRICS_NAME = "metrics.jsonl"
+# config fields that change neither the model nor the data a step sees: --resume may change these
+RESUME_FREE_FIELDS = ("name", "eval_every", "log_every", "checkpoint_every", "num_workers", "frame_cache",
+                      "val_samples", "val_split", "debug_nan_step")
 # which displacement pair each discriminator reads
 _DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
               "temporal": ("real_temporal_disp", "fake_temporal_disp")}
@@ -146,8 +169,8 @@ class TrainConfig:
     debug_nan_step: int | None = None  # test hook: corrupt U at this step to exercise the NaN stop
 
     def validate(self) -> TrainConfig:
-        def bad(field: str, want: str) -> ValueError:
-            return ValueError(f"config {self.name!r}: {field}={getattr(self, field)!r}, expected {want}")
+        def bad(field: str, want: str) -> UsageError:
+            return UsageError(f"config {self.name!r}: {field}={getattr(self, field)!r}, expected {want}")
 
         for f in ("image_size", "batch_size", "max_interval", "val_samples", "log_every", "checkpoint_every"):
             v = getattr(self, f)
@@ -159,10 +182,23 @@ class TrainConfig:
                 raise bad(f, "an integer >= 0")
         if self.image_size < 32:
             raise bad("image_size", ">= 32 (ResNet-18 downsamples by 32)")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+        for f in ("name", "train_split", "val_split", "schedule", "landmark_norm"):
+            if not isinstance(getattr(self, f), str):
+                raise bad(f, "a string")
+        for f in ("use_id", "use_ed", "use_td", "adv_camera_grad", "frame_cache", "amp", "channels_last"):
+            if not isinstance(getattr(self, f), bool):
+                raise bad(f, "true or false")
+        if self.debug_nan_step is not None and (not isinstance(self.debug_nan_step, int)
+                                                or isinstance(self.debug_nan_step, bool)):
+            raise bad("debug_nan_step", "an integer or None")
+        if self.steps is not None and (not isinstance(self.steps, int) or isinstance(self.steps, bool)
+                                       or self.steps < 1):
             raise bad("steps", "a positive integer or None")
-        if self.steps is None and not (isinstance(self.epochs, int | float) and self.epochs > 0):
+        if self.steps is None and not (isinstance(self.epochs, int | float) and not isinstance(self.epochs, bool)
+                                       and math.isfinite(self.epochs) and self.epochs > 0):
             raise bad("epochs", "a positive number (or set steps)")
+        if self.max_interval > 1000:
+            raise bad("max_interval", "at most 1000 frames")
         if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
             raise bad("lr", "a number in (0, 1)")
         if not (isinstance(self.lr_final, float | int) and 0 < self.lr_final <= self.lr):
@@ -208,10 +244,10 @@ _PRESETS: dict[str, dict] = {
 def get_config(name: str, **overrides) -> TrainConfig:
     """The named preset (``paper``, ``fast``, ``smoke``) with ``overrides`` applied, validated."""
     if name not in _PRESETS:
-        raise ValueError(f"unknown config {name!r}: choose one of {', '.join(CONFIG_NAMES)}")
+        raise UsageError(f"unknown config {name!r}: choose one of {', '.join(CONFIG_NAMES)}")
     unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
-        raise ValueError(f"unknown config field(s) {sorted(unknown)}")
+        raise UsageError(f"unknown config field(s) {sorted(unknown)}")
     return TrainConfig(name=name, **{**_PRESETS[name], **overrides}).validate()
 
 
@@ -346,8 +382,10 @@ def _set_rng_state(state: dict) -> None:
 
 
 # ====================================================================================== the trainer
-class NonFiniteLossError(RuntimeError):
-    """Training stopped: a loss term became NaN or infinite (the last good checkpoint is kept)."""
+class NonFiniteLossError(TddError, RuntimeError):
+    """Training stopped: a loss term became NaN or infinite (the last good checkpoint is kept). Exit status 3."""
+
+    exit_code = 3
 
 
 def _is_dist() -> bool:
@@ -415,6 +453,13 @@ class Trainer:
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
+        seqs = getattr(train_set, "sequences", None)
+        # what the data position depends on: which videos, how many items (compared on --resume)
+        self.data_info = {"train_items": len(train_set)}
+        if seqs is not None:
+            self.data_info["train_videos"] = [str(getattr(q, "name", q)) for q in seqs]
+        if self.rank == 0:
+            remove_stale_temp_files(self.out)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -422,43 +467,84 @@ class Trainer:
         return self.out / CHECKPOINT_NAME
 
     def state_dict(self) -> dict:
-        return {
-            "format": "tdd_lite.train/1", "config": self.cfg.to_dict(), "step": self.step,
+        """The checkpoint payload, sealed with its checksum (:func:`seal_checkpoint`)."""
+        return seal_checkpoint({
+            "format": CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "step": self.step,
             "total_steps": self.total_steps, "world_size": self.world,
-            "n_id": self.model3dmm.n_id, "n_exp": self.model3dmm.n_exp,
+            "n_id": self.model3dmm.n_id, "n_exp": self.model3dmm.n_exp, "data": dict(self.data_info),
             "G": self.g_module.state_dict(), "D": self.d_modules.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": _rng_state(),
-        }
+        })
 
     def save_checkpoint(self, path: Path | None = None) -> Path | None:
-        """Atomic write (temp file + ``os.replace``) by rank 0; other ranks return None."""
+        """Atomic write (temp file + ``os.replace``) by rank 0; other ranks return None.
+
+        A failed write (an exception, or SIGTERM/Ctrl-C turned into ``KeyboardInterrupt``) removes its temp
+        file; temp files of processes that no longer run (killed with SIGKILL) are removed first.
+        """
         if self.rank != 0:
             return None
         path = Path(path) if path is not None else self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(path.parent, path.name)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         return path
 
     def load_checkpoint(self, path: Path | None = None) -> None:
+        """Restore everything from a checkpoint of THIS run (same config and data, see ``RESUME_FREE_FIELDS``).
+
+        Raises :class:`CheckpointError` naming every differing field with both values, a step outside
+        ``0..total_steps``, or weights that do not fit; on rank 0 ``metrics.jsonl`` is cut back to the step.
+        """
         path = Path(path) if path is not None else self.checkpoint_path
         state = load_checkpoint(path)
         if (state["n_id"], state["n_exp"]) != (self.model3dmm.n_id, self.model3dmm.n_exp):
-            raise ValueError(f"{path}: trained for a 3DMM with {state['n_id']}+{state['n_exp']} modes, "
-                             f"this one has {self.model3dmm.n_id}+{self.model3dmm.n_exp}")
-        self.g_module.load_state_dict(state["G"])
-        self.d_modules.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
+            raise CheckpointError(f"{path}: trained for a 3DMM with {state['n_id']}+{state['n_exp']} modes, "
+                                  f"this one has {self.model3dmm.n_id}+{self.model3dmm.n_exp}")
+        diffs = config_differences(state["config"], self.cfg)
+        if state["total_steps"] != self.total_steps:
+            diffs.append(f"total_steps (checkpoint {state['total_steps']}, this run {self.total_steps})")
+        saved_data = state.get("data") or {}
+        for key, now in self.data_info.items():
+            if key in saved_data and saved_data[key] != now:
+                was = saved_data[key]
+                if isinstance(now, list):
+                    gone, new = sorted(set(was) - set(now)), sorted(set(now) - set(was))
+                    detail = f"checkpoint {len(was)} videos, this run {len(now)}; missing {gone[:5]}, new {new[:5]}"
+                    diffs.append(f"{key} ({detail})")
+                else:
+                    diffs.append(f"{key} (checkpoint {was}, this run {now})")
+        if diffs:
+            raise CheckpointError(
+                f"{path}: --resume with a different run: {'; '.join(diffs)}. Resume with the options the run "
+                f"was started with, or train into a new --out")
+        step = state["step"]
+        if not 0 <= step <= self.total_steps:
+            raise CheckpointError(f"{path}: step {step} is outside 0..{self.total_steps} (total steps of this run)")
+        parts = (("G", self.g_module), ("D", self.d_modules), ("opt_g", self.opt_g), ("opt_d", self.opt_d),
+                 ("sched_g", self.sched_g), ("sched_d", self.sched_d), ("scaler", self.scaler))
+        for key, obj in parts:
+            try:
+                obj.load_state_dict(state[key])
+            except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+                raise CheckpointError(f"{path}: {key} does not fit this run ({_one_line(e)})") from e
+        self.step = int(step)
         if state.get("world_size", 1) == self.world:
-            _set_rng_state(state["rng"])
+            try:
+                _set_rng_state(state["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+                raise CheckpointError(f"{path}: rng state is malformed ({_one_line(e)})") from e
+        if self.rank == 0:
+            truncate_metrics(self.out / METRICS_NAME, self.step)
 
     # ------------------------------------------------------------------ one iteration
     def _check(self, name: str, value: Tensor) -> None:
@@ -648,27 +734,231 @@ class Trainer:
 
 
 # ================================================================================== checkpoint I/O
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint of the old format (no checksum) was loaded: its bytes could not be verified."""
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _feed(h, obj) -> None:
+    """Hash ``obj`` structurally: tensors by dtype, shape and bytes; everything else as typed JSON."""
+    if isinstance(obj, Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"{{{len(obj)}|".encode())
+        for k in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
+            _feed(h, k)
+            _feed(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, list | tuple):
+        h.update(f"[{len(obj)}|".encode())
+        for x in obj:
+            _feed(h, x)
+        h.update(b"]")
+    else:
+        plain = obj if isinstance(obj, str | int | float | bool) or obj is None else repr(obj)
+        h.update(f"{type(obj).__name__}:".encode() + json.dumps(plain).encode() + b"|")
+
+
+def payload_checksum(state: dict) -> str:
+    """``sha256:HEX`` over every field of a checkpoint except ``checksum`` itself (deterministic order)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "checksum"})
+    return "sha256:" + h.hexdigest()
+
+
+def seal_checkpoint(state: dict) -> dict:
+    """``state`` with its ``checksum`` field (re)computed."""
+    out = {k: v for k, v in state.items() if k != "checksum"}
+    out["checksum"] = payload_checksum(out)
+    return out
+
+
+# field -> expected type of a checkpoint's top level
+_CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "config": dict, "step": int, "total_steps": int, "world_size": int, "n_id": int, "n_exp": int,
+    "G": dict, "D": dict, "opt_g": dict, "opt_d": dict, "sched_g": dict, "sched_d": dict, "scaler": dict,
+    "rng": dict}
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a trainer checkpoint with ``weights_only=True`` (no code from the file); clear error if unusable."""
+    """Read and verify a trainer checkpoint; :class:`CheckpointError` (naming the file) if it is unusable.
+
+    ``weights_only=True`` (nothing in the file can run code); the format tag; the payload checksum
+    (``checksum mismatch``); the fields, their types, the config (as :meth:`TrainConfig.validate` checks it),
+    ``0 <= step <= total_steps``.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file (e.g. {path / CHECKPOINT_NAME})")
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint does not exist")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{path}: not a regular file (a FIFO or device?), expected a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint (an interrupted copy?)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: cannot read checkpoint ({e})") from e
-    if not isinstance(state, dict) or state.get("format") != "tdd_lite.train/1":
-        raise ValueError(f"{path}: not a tdd_lite training checkpoint")
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
+                              f"values (loading it could run code; {_one_line(e, 160)})") from e
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: cannot read checkpoint: not a complete PyTorch file, truncated or "
+                              f"corrupted? ({type(e).__name__}: {_one_line(e, 160)})") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a tdd_lite training checkpoint (it holds a {type(state).__name__})")
+    fmt = state.get("format")
+    if fmt in OLD_CHECKPOINT_FORMATS:
+        warnings.warn(f"{path}: checkpoint format {fmt} has no checksum, its contents cannot be verified "
+                      f"(save it again with this version to add one)", UnverifiedCheckpointWarning, stacklevel=2)
+    elif fmt != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a tdd_lite training checkpoint (format tag {fmt!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r})")
+    else:
+        stored = state.get("checksum")
+        if not isinstance(stored, str):
+            raise CheckpointError(f"{path}: format {fmt} but no checksum field: the file was altered")
+        actual = payload_checksum(state)
+        if stored != actual:
+            raise CheckpointError(f"{path}: checksum mismatch (stored {stored[:19]}..., contents {actual[:19]}...): "
+                                  f"the file is corrupted or was modified; do not use it")
+    missing = [k for k in _CHECKPOINT_FIELDS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: missing field(s) {', '.join(missing)}")
+    for k, want in _CHECKPOINT_FIELDS.items():
+        if not isinstance(state[k], want) or (want is int and isinstance(state[k], bool)):
+            raise CheckpointError(f"{path}: field {k!r} is a {type(state[k]).__name__}, expected {want.__name__}")
+    cfg = state["config"]
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown, absent = sorted(set(cfg) - known), sorted(known - set(cfg))
+    if unknown or absent:
+        raise CheckpointError(f"{path}: config fields do not match this version (unknown {unknown}, missing "
+                              f"{absent})")
+    try:
+        TrainConfig(**cfg).validate()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad config in the checkpoint: {_one_line(e)}") from e
+    for k in ("total_steps", "world_size", "n_id", "n_exp"):
+        if state[k] < 1:
+            raise CheckpointError(f"{path}: {k}={state[k]}, expected a positive integer")
+    if not 0 <= state["step"] <= state["total_steps"]:
+        raise CheckpointError(f"{path}: step {state['step']} is outside 0..{state['total_steps']} (its total steps)")
     return state
 
 
 def load_alignment_net(path: str | Path, model3dmm: MorphableModel, device: str | torch.device = "cpu"
                        ) -> AlignmentNet:
     """G from a trainer checkpoint, in eval mode (what evaluation, tracking and later notebooks use)."""
+    path = Path(path)
     state = load_checkpoint(path)
+    if (state["n_id"], state["n_exp"]) != (model3dmm.n_id, model3dmm.n_exp):
+        raise CheckpointError(f"{path}: G was trained for a 3DMM with {state['n_id']} identity + {state['n_exp']} "
+                              f"expression modes, this 3DMM has {model3dmm.n_id} + {model3dmm.n_exp}")
     net = AlignmentNet(n_id=state["n_id"], n_exp=state["n_exp"])
-    net.load_state_dict(state["G"])
+    try:
+        net.load_state_dict(state["G"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: G's weights do not fit the network ({_one_line(e)})") from e
+    for name, t in state["G"].items():
+        if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{path}: G weight {name} holds NaN/inf values")
     return net.to(device).eval()
+
+
+def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """``field (checkpoint X, this run Y)`` for every config field that differs and matters for a resume."""
+    now = cfg.to_dict()
+    return [f"{k} (checkpoint {saved.get(k)!r}, this run {now[k]!r})" for k in now
+            if k not in RESUME_FREE_FIELDS and saved.get(k) != now[k]]
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path, name: str = CHECKPOINT_NAME) -> list[Path]:
+    """Delete ``NAME.tmp<pid>`` files in ``folder`` whose process no longer runs (an interrupted save)."""
+    folder = Path(folder)
+    pattern = re.compile(r"^" + re.escape(name) + r"\.tmp(\d+)$")
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = pattern.match(p.name)
+        if m and p.is_file() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def truncate_metrics(path: str | Path, step: int) -> int:
+    """Drop ``metrics.jsonl`` records after ``step`` (atomically); returns how many were dropped.
+
+    A last line cut short by a kill is dropped too; a malformed line elsewhere is a :class:`DataError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    keep, dropped = [], 0
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):  # a record cut short by a kill during the write
+                dropped += 1
+                continue
+            raise DataError(f"{path}:{i}: not a JSON line ({e})") from e
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] > step:
+            dropped += 1
+            continue
+        keep.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        try:
+            tmp.write_text("".join(keep))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+    return dropped
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises ``KeyboardInterrupt`` (so ``finally`` clauses, e.g. temp-file cleanup, run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 # ======================================================================================== curves
@@ -722,18 +1012,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-id", action="store_true", help="without the identity discriminator D_ID")
     parser.add_argument("--no-ed", action="store_true", help="without the expression discriminator D_ED")
     parser.add_argument("--no-td", action="store_true", help="without the temporal discriminator D_TD")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--steps", type=int, default=None, help="number of steps (overrides epochs)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.pt (the same options as the run it continues)")
+    parser.add_argument("--steps", type=bounded_int(1, 10**9), default=None,
+                        help="number of steps, >= 1 (overrides epochs)")
+    parser.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, cuda:1 ... (default: TDD_DEVICE, else CUDA if present)")
+    parser.add_argument("--workers", type=bounded_int(0, 64), default=None, help="DataLoader workers (0..64)")
     parser.add_argument("--backbone-weights", default=None, help="local ResNet-18 state dict (never downloaded)")
+    parser.add_argument("--skip-bad-frames", action="store_true",
+                        help="skip frames with a bad .pts (as `check-data --skip-bad-frames`) instead of failing")
     parser.add_argument("--synth-if-missing", action="store_true",
                         help="if --data does not exist, generate a small Synth300VW there first")
 
 
-def build_datasets(root: str | Path, cfg: TrainConfig):
+def build_datasets(root: str | Path, cfg: TrainConfig, skip_bad: bool = False,
+                   train_videos: list[str] | None = None, val_videos: list[str] | None = None):
     """The pair dataset for training and the single-frame dataset for validation, from a 300VW-layout root.
 
+    ``train_videos`` / ``val_videos``: explicit video ids (default: ``cfg.train_split`` / ``cfg.val_split``);
+    ``skip_bad``: frames with an unreadable ``.pts`` are skipped (``check-data --skip-bad-frames``).
     With ``cfg.frame_cache`` the videos are decoded once into JPEGs under ``work_dir("frame_cache", ...)``
     (random access into a video otherwise costs a seek and a decode per frame).
     """
@@ -752,24 +1050,38 @@ def build_datasets(root: str | Path, cfg: TrainConfig):
             st = video.stat()
             h.update(f"{video.parent.name}:{st.st_size}:{st.st_mtime_ns};".encode())
         cache = work_dir("frame_cache", f"{root.name}-{h.hexdigest()[:12]}")
-    train = FramePairDataset(root, cfg.train_split, cfg.image_size, max_interval=cfg.max_interval, seed=cfg.seed,
-                             cache_dir=cache)
-    val = FrameDataset(root, cfg.val_split, cfg.image_size, cache_dir=cache) if cfg.eval_every > 0 else None
+    train = FramePairDataset(root, cfg.train_split if train_videos is None else train_videos, cfg.image_size,
+                             augment=True, max_interval=cfg.max_interval, seed=cfg.seed, cache_dir=cache,
+                             skip_bad=skip_bad)
+    val = None
+    if cfg.eval_every > 0:
+        val = FrameDataset(root, cfg.val_split if val_videos is None else val_videos, cfg.image_size, cache_dir=cache,
+                           skip_bad=skip_bad)
     return train, val
 
 
 def _init_distributed(device_arg: str | None) -> torch.device:
+    dev = pick_device(device_arg)  # a device this machine lacks is a UsageError (also under torchrun)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return pick_device(device_arg)
+        return dev
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    want_cuda = torch.cuda.is_available() and (device_arg is None or device_arg.startswith("cuda"))
+    want_cuda = dev.type == "cuda"
     if want_cuda:
         torch.cuda.set_device(local)
     dist.init_process_group(backend="nccl" if want_cuda else "gloo")
     return torch.device(f"cuda:{local}") if want_cuda else torch.device("cpu")
 
 
+def _check_folder_arg(option: str, path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{option} {path}: is a file, expected a folder")
+
+
 def run(args: argparse.Namespace) -> int:
+    """``tdd-lite train``: every user error is a :class:`TddError` (one line from ``tdd_lite.cli``)."""
+    from tdd_lite.data.vw300 import require_valid, select_videos
+
+    fast_mode()  # a TDD_FAST typo is an error before anything starts
     overrides = {}
     if args.no_id:
         overrides["use_id"] = False
@@ -781,31 +1093,36 @@ def run(args: argparse.Namespace) -> int:
         overrides["steps"] = args.steps
     if args.workers is not None:
         overrides["num_workers"] = args.workers
-    try:
-        cfg = get_config(args.config, **overrides)
-    except ValueError as e:
-        print(f"tdd-lite train: {e}", file=sys.stderr)
-        return 2
+    cfg = get_config(args.config, **overrides)
     data = Path(args.data)
+    _check_folder_arg("--data", data)
+    out = Path(args.out) if args.out else Path("_build/runs") / cfg.name
+    _check_folder_arg("--out", out)
+    ckpt = out / CHECKPOINT_NAME
+    if ckpt.exists() and not args.resume:
+        raise UsageError(f"{ckpt} exists: pass --resume to continue it or choose another --out")
+    if args.resume and not ckpt.exists():
+        raise DataError(f"--resume: no checkpoint at {ckpt} (start the run without --resume)")
+    if args.backbone_weights is not None and not Path(args.backbone_weights).is_file():
+        raise DataError(f"--backbone-weights {args.backbone_weights}: no such file")
+    pick_device(args.device)  # before generating or reading any data
     if not data.exists():
         if not args.synth_if_missing:
-            print(f"tdd-lite train: --data {data} does not exist (generate one with `tdd-lite synth {data}` "
-                  f"or pass --synth-if-missing)", file=sys.stderr)
-            return 2
+            raise DataError(f"--data {data} does not exist (generate one with `tdd-lite synth {data}` "
+                            f"or pass --synth-if-missing)")
         from tdd_lite.data import synth
 
         print(f"generating Synth300VW into {data} ...")
         synth.generate(data, seed=0, **FAST_SYNTH)
-    out = Path(args.out) if args.out else Path("_build/runs") / cfg.name
-    if out.exists() and (out / CHECKPOINT_NAME).exists() and not args.resume:
-        print(f"tdd-lite train: {out / CHECKPOINT_NAME} exists: pass --resume to continue it or choose --out",
-              file=sys.stderr)
-        return 2
+    train_ids = select_videos(data, splits=[cfg.train_split])[cfg.train_split]
+    val_ids = select_videos(data, splits=[cfg.val_split])[cfg.val_split] if cfg.eval_every > 0 else []
+    require_valid(data, train_ids + val_ids, skip_bad=args.skip_bad_frames, command="train")
     device = _init_distributed(args.device)
     try:
         from tdd_lite.morphable import load_teaching_model
 
-        train_set, val_set = build_datasets(data, cfg)
+        train_set, val_set = build_datasets(data, cfg, skip_bad=args.skip_bad_frames, train_videos=train_ids,
+                                            val_videos=val_ids or None)
         trainer = Trainer(cfg, load_teaching_model(), train_set, val_set, out_dir=out, device=device,
                           backbone_weights=args.backbone_weights)
         if trainer.rank == 0:
@@ -814,30 +1131,27 @@ def run(args: argparse.Namespace) -> int:
                   f"{trainer.local_batch} each), {trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
                   f"discriminators {list(cfg.enabled) or 'none'}, device {trainer.device}, amp {trainer.use_amp}")
         if args.resume:
-            if not trainer.checkpoint_path.exists():
-                raise FileNotFoundError(f"--resume: no checkpoint at {trainer.checkpoint_path}")
             trainer.load_checkpoint()
             if trainer.rank == 0:
-                print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
-        summary = trainer.fit()
+                print(f"resumed from {trainer.checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
+        with sigterm_as_interrupt():
+            summary = trainer.fit()
         if trainer.rank == 0:
             f, last = summary["first_val_nme"], summary["last_val_nme"]
             nme_txt = f"; validation NME {f:.2f}% -> {last:.2f}%" if f is not None and last is not None else ""
             print(f"done: step {summary['step']} in {summary['wall_time']:.1f} s{nme_txt}; "
                   f"checkpoint {trainer.checkpoint_path}")
         return 0
-    except NonFiniteLossError as e:
-        print(f"tdd-lite train: {e}", file=sys.stderr)
-        return 3
     finally:
         if _is_dist():
             dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tdd_lite.train", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m tdd_lite.train`` (also under ``torchrun``): the same one-line errors as ``tdd-lite train``."""
+    from tdd_lite.cli import module_main
+
+    return module_main("python -m tdd_lite.train", add_arguments, run, argv, description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

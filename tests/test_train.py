@@ -224,7 +224,8 @@ def test_validation_nme_matches_metrics_nme(model, tmp_path):
 # -------------------------------------------------------------------------------------------- CLI
 def test_cli_reports_missing_data(tmp_path, capsys):
     rc = T.main(["--config", "smoke", "--data", str(tmp_path / "nope")])
-    assert rc == 2 and "does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 1 and "does not exist" in err and err.startswith("python -m tdd_lite.train: error:")
 
 
 def test_cli_rejects_unknown_config(tmp_path):
@@ -259,6 +260,7 @@ def test_adv_camera_grad_false_keeps_id_exp_gradients_off_the_camera(model, tmp_
 
 def test_cli_smoke_run_on_synth300vw_then_refuses_to_overwrite_and_resumes(tmp_path, capsys):
     from tdd_lite.data.synth import generate
+    from tdd_lite.morphable import load_teaching_model
 
     root = generate(tmp_path / "synth", videos=4, frames=8, size=(96, 96), seed=0, progress=False)
     out = tmp_path / "run"
@@ -268,9 +270,17 @@ def test_cli_smoke_run_on_synth300vw_then_refuses_to_overwrite_and_resumes(tmp_p
     assert any("val_nme" in r for r in T.read_metrics(out))
     assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "2"]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "4", "--resume"]) == 0
-    assert T.load_checkpoint(out / "checkpoint.pt")["step"] == 4
-    assert [r["step"] for r in T.read_metrics(out) if "landmark" in r] == [1, 2, 3, 4]
+    # --resume with another number of steps (another lr schedule) is refused, naming the field
+    assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "4", "--resume"]) == 1
+    assert "steps (checkpoint 2, this run 4)" in capsys.readouterr().err
+    # a run of 4 steps interrupted at step 2 (the same datasets the CLI builds), then resumed from the CLI
+    out4 = tmp_path / "run4"
+    cfg = T.get_config("smoke", steps=4)
+    tr = T.Trainer(cfg, load_teaching_model(), *T.build_datasets(root, cfg), out_dir=out4, device="cpu", quiet=True)
+    tr.fit(steps=2)
+    assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out4), "--steps", "4", "--resume"]) == 0
+    assert T.load_checkpoint(out4 / "checkpoint.pt")["step"] == 4
+    assert [r["step"] for r in T.read_metrics(out4) if "landmark" in r] == [1, 2, 3, 4]
 
 
 def test_frame_cache_is_fresh_for_a_regenerated_data_set(tmp_path, monkeypatch):
@@ -287,3 +297,146 @@ def test_frame_cache_is_fresh_for_a_regenerated_data_set(tmp_path, monkeypatch):
     b, _ = T.build_datasets(root, cfg)
     assert b.sequences[0].cache_dir != first  # new videos, new cache
     assert (first / "complete").exists() and not torch.equal(item_a, b[0]["image"])
+
+
+# ------------------------------------------------------------------------ checkpoints you can trust
+def test_checksum_covers_every_tensor_byte_and_plain_value(model, tmp_path):
+    tr = make(model, tmp_path, steps=1)
+    state = tr.state_dict()
+    assert state["format"] == T.CHECKPOINT_FORMAT and state["checksum"] == T.payload_checksum(state)
+    # independent of dict insertion order, sensitive to one bit of one weight and to a plain value
+    reordered = dict(reversed(list(state.items())))
+    assert T.payload_checksum(reordered) == state["checksum"]
+    flipped = {**state, "G": dict(state["G"])}
+    w = flipped["G"]["fc.weight"].clone()
+    w.view(-1).view(torch.int32)[7] ^= 1
+    flipped["G"]["fc.weight"] = w
+    assert T.payload_checksum(flipped) != state["checksum"]
+    assert T.payload_checksum({**state, "step": 2}) != state["checksum"]
+    assert T.payload_checksum({**state, "config": {**state["config"], "lr": 1.0000001e-3}}) != state["checksum"]
+
+
+def test_old_format_without_checksum_loads_with_a_warning(model, tmp_path):
+    tr = make(model, tmp_path, steps=1)
+    tr.fit()
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    del state["checksum"]
+    state["format"] = "tdd_lite.train/1"
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    with pytest.warns(T.UnverifiedCheckpointWarning, match="no checksum"):
+        assert T.load_checkpoint(old)["step"] == 1
+    state["format"] = T.CHECKPOINT_FORMAT  # the new tag without a checksum: altered, refused
+    torch.save(state, old)
+    with pytest.raises(T.CheckpointError, match="no checksum field"):
+        T.load_checkpoint(old)
+
+
+def test_resume_refuses_another_config_naming_fields_and_values(model, tmp_path):
+    make(model, tmp_path, steps=4).fit(steps=2)
+    other = make(model, tmp_path, steps=4, use_td=False, lambda_id=0.2)
+    with pytest.raises(T.CheckpointError) as e:
+        other.load_checkpoint()
+    msg = str(e.value)
+    assert "use_td (checkpoint True, this run False)" in msg and "lambda_id (checkpoint 0.1, this run 0.2)" in msg
+    assert "checkpoint.pt" in msg
+    # fields that change neither model nor data may differ
+    same = make(model, tmp_path, steps=4, log_every=2, eval_every=0, num_workers=0)
+    same.load_checkpoint()
+    assert same.step == 2
+
+
+def test_failed_save_removes_its_temp_file_and_keeps_the_old_checkpoint(model, tmp_path, monkeypatch):
+    tr = make(model, tmp_path, steps=2)
+    tr.fit(steps=1)
+    before = tr.checkpoint_path.read_bytes()
+    real_save = torch.save
+
+    def failing_save(obj, f, *a, **kw):
+        real_save(obj, f, *a, **kw)  # the bytes are on disk ...
+        raise OSError(28, "No space left on device")  # ... then the write fails
+
+    monkeypatch.setattr(T.torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space"):
+        tr.save_checkpoint()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
+    assert tr.checkpoint_path.read_bytes() == before
+
+
+SIGTERM_DURING_SAVE = """
+import os, signal, sys, time
+import torch
+sys.path.insert(0, {root!r})
+from tdd_lite import train as T
+from tests.test_train import FrameSet, PairSet
+from tests._tiny3dmm import random_model
+tr = T.Trainer(T.get_config("smoke", steps=1), random_model(), PairSet(), FrameSet(n=8), out_dir={out!r},
+               device="cpu", quiet=True)
+real_save = torch.save
+def slow_save(obj, f, *a, **kw):
+    real_save(obj, f, *a, **kw)
+    os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` during the write
+    time.sleep(30)
+T.torch.save = slow_save
+with T.sigterm_as_interrupt():
+    tr.save_checkpoint()
+"""
+
+
+def test_sigterm_during_save_removes_the_temp_file(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_DURING_SAVE.format(root=root, out=str(out))],
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, proc.stderr[-2000:]
+    assert out.is_dir() and list(out.iterdir()) == []  # neither a temp file nor a half checkpoint
+
+
+def test_stale_temp_files_of_dead_processes_are_removed_at_start_and_save(model, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tmp_path.mkdir(exist_ok=True)
+        stale = tmp_path / f"checkpoint.pt.tmp{dead.pid}"
+        live = tmp_path / f"checkpoint.pt.tmp{alive.pid}"
+        unrelated = tmp_path / f"notes.txt.tmp{dead.pid}"
+        for p in (stale, live, unrelated):
+            p.write_bytes(b"x" * 100)
+        tr = make(model, tmp_path, steps=1)  # the trainer's start removes the dead process's file
+        assert not stale.exists() and live.exists() and unrelated.exists()
+        stale.write_bytes(b"x")
+        tr.save_checkpoint()  # and so does the next save
+        assert not stale.exists() and live.exists() and unrelated.exists()
+        assert T.load_checkpoint(tr.checkpoint_path)["step"] == 0
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_resume_cuts_metrics_back_to_the_checkpoint_step(model, tmp_path):
+    """Killed after logging step 3 but before the next checkpoint: the resumed run logs 3 and 4 once."""
+    import shutil
+
+    tr = make(model, tmp_path, steps=4, checkpoint_every=2, eval_every=2)
+    tr.fit(steps=2)
+    shutil.copyfile(tr.checkpoint_path, tmp_path / "at2.pt")
+    tr.fit(steps=3)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "landm')  # a record cut short by the kill
+    shutil.copyfile(tmp_path / "at2.pt", tr.checkpoint_path)
+    resumed = make(model, tmp_path, steps=4, checkpoint_every=2, eval_every=2)
+    resumed.load_checkpoint()
+    assert [r["step"] for r in T.read_metrics(tmp_path) if "landmark" in r] == [1, 2]
+    resumed.fit()
+    recs = T.read_metrics(tmp_path)
+    assert [r["step"] for r in recs if "landmark" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in recs if "val_nme" in r] == [0, 2, 4]
+    assert not list(tmp_path.glob("metrics.jsonl.tmp*"))
