@@ -42,7 +42,8 @@ def generated(tmp_path_factory, model):
 
 
 def test_layout_splits_and_check_data(generated):
-    assert sorted(p.name for p in generated.iterdir()) == ["001", "002", "003", "004", "splits.json", "synth.json"]
+    assert sorted(p.name for p in generated.iterdir()) == ["001", "002", "003", "004", "splits.json", "synth.json",
+                                                             "synth300vw.json"]
     splits = json.loads((generated / "splits.json").read_text())
     assert splits == {"train": ["001"], "A": ["002"], "B": ["003"], "C": ["004"]}
     assert vw300.load_splits(generated) == {k: tuple(v) for k, v in splits.items()}
@@ -231,6 +232,6 @@ def test_cli_with_teaching_model(tmp_path, capsys):
     assert vw300.validate(out).ok
     assert cli.main(["check-data", str(out)]) == 0
     assert cli.main(["synth", str(out), "--videos", "1"]) == 2  # exists
-    assert "exists" in capsys.readouterr().out
+    assert "exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["synth", str(out), "--size", "big"])

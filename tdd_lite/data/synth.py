@@ -21,13 +21,18 @@ Output (one reader serves this and real 300VW, :mod:`tdd_lite.data.vw300`)::
                                pose_deg (T, 3) yaw/pitch/roll, light (T, 3), category
     OUT/splits.json            {"train": [...], "A": [...], "B": [...], "C": [...]}
     OUT/synth.json             the generator's settings (seed, sizes, model and its sha256, categories)
+    OUT/synth300vw.json        the marker: this folder is a Synth300VW set (format and its version)
 
 so ``project(model.landmarks3d(alpha_id, alpha_exp), camera)`` equals the ``.pts`` up to float rounding
 (computed in float64 here). The landmarks are the projections of the 3D landmark vertices, also where they are
 self-occluded (the 3D convention of 300W-LP/3DDFA; 300VW's annotators drew the visible jaw contour instead).
 
 Deterministic by seed (each video draws from ``default_rng([seed, video_index])``) and atomic: everything is
-written into ``OUT.partial-*`` and renamed to ``OUT`` only when complete, so an interrupted run leaves nothing.
+written into ``OUT.partial-<pid>-*`` (carrying a marker that says synth made it, with its pid) and renamed to
+``OUT`` only when complete. SIGTERM removes it at once; after a SIGKILL the next ``generate``/``ensure_synth``
+removes partial folders whose process is gone, and nothing else. No command accepts a partial folder as data.
+``overwrite`` replaces only a folder that is a Synth300VW set (its marker, or a pre-marker set whose content is
+all synth's own); anything else is refused and nothing is deleted. Outputs honour the umask.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -51,11 +57,25 @@ from scipy.ndimage import gaussian_filter1d
 
 from tdd_lite.camera import camera_from_pose, euler_to_rotation, project
 from tdd_lite.data.pts import write_pts
-from tdd_lite.data.vw300 import ANNOT_DIR, SPLITS_FILE, VIDEO_FILE, write_video
+from tdd_lite.data.vw300 import (
+    ANNOT_DIR,
+    PARTIAL_MARKER,
+    SPLITS_FILE,
+    VIDEO_FILE,
+    make_partial_dir,
+    remove_partial,
+    remove_stale_partials,
+    write_video,
+)
+from tdd_lite.errors import MAX_FRAME_PIXELS, MAX_FRAME_SIDE, UsageError, bounded_int, frame_size, nonnegative_int
 from tdd_lite.morphable import MorphableModel
 
 SYNTH_FILE = "synth.json"
+MARKER_FILE = "synth300vw.json"  # {"format": "Synth300VW", "format_version": N, "made_by": "tdd_lite synth"}
+MARKER_FORMAT = "Synth300VW"
 PARAMS_FILE = "params.npz"
+MAX_VIDEOS = 999  # 3-digit 300VW ids
+MAX_FRAMES = 100_000
 CATEGORIES = ("A", "B", "C")
 FORMAT_VERSION = 2  # bump whenever the generated content changes: ensure_synth() then regenerates
 
@@ -426,6 +446,81 @@ def default_settings(fast: bool | None = None) -> dict:
     return dict(DEFAULTS["fast" if (fast_mode() if fast is None else fast) else "full"])
 
 
+class OutputExistsError(UsageError, FileExistsError):
+    """The output folder exists and may not be replaced (a UsageError, also a FileExistsError)."""
+
+    __str__ = UsageError.__str__
+
+
+_VIDEO_DIR = re.compile(r"^\d{3}$")
+_PTS = re.compile(r"^\d{6}\.pts(\.[^/]*\.tmp)?$")
+_SET_ENTRIES = {SPLITS_FILE, SYNTH_FILE, MARKER_FILE, PARTIAL_MARKER}
+_VIDEO_ENTRIES = {VIDEO_FILE, ANNOT_DIR, PARAMS_FILE, "vid.partial.avi"}
+
+
+def synth_set_problem(path: str | os.PathLike) -> str | None:
+    """None if ``path`` is a Synth300VW set that ``overwrite`` may replace, else why not.
+
+    A set has the marker :data:`MARKER_FILE` (or, made before the marker existed, a ``synth.json`` with a
+    ``format_version``), and every entry in it is one synth writes: NNN folders holding ``vid.avi``, ``annot/``
+    of ``.pts`` files and ``params.npz``, plus ``splits.json``/``synth.json``. Anything else (a user's file)
+    means it is not ours to delete.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        return "it is a symbolic link (replace its target yourself)"
+    if not path.is_dir():
+        return "it is not a folder"
+    marker = path / MARKER_FILE
+    try:
+        if marker.exists():
+            info = json.loads(marker.read_text()) if marker.is_file() and marker.stat().st_size < 65536 else None
+            if not (isinstance(info, dict) and info.get("format") == MARKER_FORMAT
+                    and isinstance(info.get("format_version"), int)):
+                return f"its {MARKER_FILE} is not a Synth300VW marker"
+        else:
+            legacy = path / SYNTH_FILE
+            info = (json.loads(legacy.read_text()) if legacy.is_file() and legacy.stat().st_size < 1 << 20
+                    else None)
+            if not (isinstance(info, dict) and isinstance(info.get("format_version"), int)
+                    and "model_sha256" in info):
+                return f"it has no {MARKER_FILE} marker (synth did not make it)"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"its {MARKER_FILE} cannot be read"
+    for entry in path.iterdir():
+        if entry.name in _SET_ENTRIES and entry.is_file() and not entry.is_symlink():
+            continue
+        if not (_VIDEO_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()):
+            return f"it holds {entry.name!r}, which synth does not write"
+        for sub in entry.iterdir():
+            if sub.name not in _VIDEO_ENTRIES or sub.is_symlink() or sub.is_dir() != (sub.name == ANNOT_DIR):
+                return f"it holds {entry.name}/{sub.name}, which synth does not write"
+        annot = entry / ANNOT_DIR
+        if annot.is_dir():
+            for f in annot.iterdir():
+                if not _PTS.match(f.name) or f.is_symlink() or not f.is_file():
+                    return f"it holds {entry.name}/{ANNOT_DIR}/{f.name}, which synth does not write"
+    return None
+
+
+@contextmanager
+def _sigterm_cleans_up():
+    """While generating: SIGTERM raises SystemExit(143) so ``finally`` removes the partial folder at once.
+    Installed only in the main thread and only over the default handler (never replaces a caller's)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, frames: int | None = None,
              size: tuple[int, int] | None = None, categories: Sequence[str] | None = None,
              model: MorphableModel | None = None, overwrite: bool = False, progress: bool = True,
@@ -437,23 +532,40 @@ def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, f
     category and training videos a random one (A 50%, B 30%, C 20%). ``on_video(i)`` is called after each
     video is written (a hook for progress reporting and for the interruption test).
     """
-    from tqdm.auto import tqdm
-
-    from tdd_lite.morphable import load_teaching_model
-
     dflt = default_settings()
     videos = dflt["videos"] if videos is None else int(videos)
     frames = dflt["frames"] if frames is None else int(frames)
     size = tuple(dflt["size"] if size is None else size)
-    if not 1 <= videos <= 999:
-        raise ValueError(f"videos must be in 1..999 (3-digit 300VW ids), got {videos}")
-    if frames < 2:
-        raise ValueError(f"frames must be >= 2 (pairs need two frames), got {frames}")
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"size must be (W, H) with both >= 32, got {size}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    if not 1 <= videos <= MAX_VIDEOS:
+        raise UsageError(f"--videos: must be in 1..{MAX_VIDEOS} (3-digit 300VW ids), got {videos}")
+    if not 2 <= frames <= MAX_FRAMES:
+        raise UsageError(f"--frames: must be in 2..{MAX_FRAMES} (pairs need two frames), got {frames}")
+    if (len(size) != 2 or min(size) < 32 or max(size) > MAX_FRAME_SIDE
+            or int(size[0]) * int(size[1]) > MAX_FRAME_PIXELS):
+        raise UsageError(f"--size: must be (W, H) with each side 32..{MAX_FRAME_SIDE} and at most "
+                         f"{MAX_FRAME_PIXELS} pixels, got {size}")
+    size = (int(size[0]), int(size[1]))
+    out = Path(os.path.abspath(out))
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+        why = synth_set_problem(out)
+        if why:
+            raise OutputExistsError(f"refusing to replace {out}: {why}; it is not a Synth300VW set, so "
+                                    f"--overwrite only replaces sets synth made (nothing was deleted)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
+    with _sigterm_cleans_up():
+        return _generate(out, videos, seed, frames, size, categories, model, progress, fps, on_video)
+
+
+def _generate(out: Path, videos: int, seed: int, frames: int, size: tuple[int, int],
+              categories: Sequence[str] | None, model: MorphableModel | None, progress: bool, fps: float,
+              on_video: Callable[[int], None] | None) -> Path:
+    from tqdm.auto import tqdm
+
+    from tdd_lite.morphable import load_teaching_model
+
     model = _as_double(load_teaching_model() if model is None else model)
     splits = assign_splits(videos)
     root_rng = np.random.default_rng([seed, 999_999])
@@ -465,8 +577,8 @@ def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, f
             raise ValueError(f"categories must list {videos} values from {CATEGORIES}, got {categories}")
     ids = [f"{i + 1:03d}" for i in range(videos)]
     mesh = build_face_mesh(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".partial-", dir=out.parent))
+    tmp = make_partial_dir(out, "tdd_lite synth")
+    old: Path | None = None
     t0 = time.perf_counter()
     try:
         bar = tqdm(total=videos * frames, desc=f"synth {out.name}", unit="frame", disable=not progress)
@@ -496,16 +608,19 @@ def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, f
                 "size": list(size), "fps": fps, "model": model.name, "model_sha256": _model_sha(model),
                 "categories": dict(zip(ids, cats)), "seconds": round(time.perf_counter() - t0, 2)}
         (tmp / SYNTH_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        if out.exists():  # overwrite: move the old one aside first, then swap
-            old = out.with_name(out.name + f".old-{os.getpid()}")
+        marker = {"format": MARKER_FORMAT, "format_version": FORMAT_VERSION, "made_by": "tdd_lite synth"}
+        (tmp / MARKER_FILE).write_text(json.dumps(marker) + "\n")
+        if out.exists():  # overwrite (checked to be a set): mark the old one as our partial, move it aside, swap
+            (out / PARTIAL_MARKER).write_text((tmp / PARTIAL_MARKER).read_text())
+            old = out.with_name(f"{out.name}.partial-{os.getpid()}-old")
             os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        os.replace(tmp, out)
+        (out / PARTIAL_MARKER).unlink(missing_ok=True)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_partial(tmp)
+        if old is not None and old.exists():
+            remove_partial(old)
     return out
 
 
@@ -566,31 +681,30 @@ def _ensure_locked(out: Path, seed: int, settings: dict, kwargs: dict) -> Path:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 256x256 (WxH), got {text!r}") from None
+    """argparse type: ``WxH`` as :func:`tdd_lite.errors.frame_size`, each side at least 32 (the face crop)."""
+    w, h = frame_size(text)
+    if min(w, h) < 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be at least 32 pixels")
     return w, h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS["fast"]
     parser.add_argument("out", help="output folder (must not exist unless --overwrite)")
-    parser.add_argument("--videos", type=int, default=None, help=f"number of videos (fast default {d['videos']})")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--frames", type=int, default=None, help=f"frames per video (fast default {d['frames']})")
+    parser.add_argument("--videos", type=bounded_int(1, MAX_VIDEOS), default=None,
+                        help=f"number of videos, 1..{MAX_VIDEOS} (fast default {d['videos']})")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--frames", type=bounded_int(2, MAX_FRAMES), default=None,
+                        help=f"frames per video, 2..{MAX_FRAMES} (fast default {d['frames']})")
     parser.add_argument("--size", type=_size, default=None, help="frame size WxH (fast default 256x256)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output folder if it is a Synth300VW set (refused otherwise)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        out = generate(args.out, videos=args.videos, seed=args.seed, frames=args.frames, size=args.size,
-                       overwrite=args.overwrite, progress=not args.no_progress)
-    except (FileExistsError, ValueError) as e:
-        print(f"synth: {e}")
-        return 2
+    out = generate(args.out, videos=args.videos, seed=args.seed, frames=args.frames, size=args.size,
+                   overwrite=args.overwrite, progress=not args.no_progress)
     info = json.loads((out / SYNTH_FILE).read_text())
     print(f"wrote {info['videos']} videos x {info['frames']} frames ({info['size'][0]}x{info['size'][1]}) to {out} "
           f"in {info['seconds']} s")

@@ -139,6 +139,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     path = Path(raw).expanduser()
     if not path.is_dir():
         raise MissingDataError(f"300VW root {path} is not a directory")
+    if is_partial(path):
+        raise DataError(f"{path}: an unfinished output of an interrupted run (it has {PARTIAL_MARKER}), not data; "
+                        f"the next run of the command that made it removes it")
     return path
 
 
@@ -415,7 +418,7 @@ class Sequence:
                 (self.cache_dir / PARTIAL_MARKER).unlink(missing_ok=True)
         finally:
             if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_partial(tmp)
         return self.cache_dir
 
 
@@ -469,9 +472,35 @@ def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
             continue
         if info.get("target") != final.name or host != os.uname().nodename or _pid_alive(pid):
             continue
-        shutil.rmtree(cand, ignore_errors=True)
+        remove_partial(cand)
         removed.append(cand)
     return removed
+
+
+def remove_partial(path: str | os.PathLike) -> None:
+    """Delete a partial folder made by :func:`make_partial_dir`, its marker LAST (a kill midway leaves a folder
+    that is still recognisably ours, so the next run finishes the job)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return
+    for child in path.iterdir():
+        if child.name == PARTIAL_MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    (path / PARTIAL_MARKER).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def is_partial(path: str | os.PathLike) -> bool:
+    """True for an unfinished output folder (``*.partial-*`` with our marker): never data."""
+    path = Path(path)
+    return ".partial-" in path.name and (path / PARTIAL_MARKER).exists()
 
 
 def glob_escape(name: str) -> str:
@@ -829,6 +858,9 @@ def validate(root: str | os.PathLike, skip_bad: bool = False, quick: bool = Fals
     if not root.is_dir():
         report.error(root, "data root does not exist or is not a directory")
         return report
+    if is_partial(root):
+        report.error(root, f"an unfinished output of an interrupted run (it has {PARTIAL_MARKER}), not data")
+        return report
     splits_file = root / SPLITS_FILE
     custom = splits_file.exists() or splits_file.is_symlink()
     try:
@@ -841,7 +873,8 @@ def validate(root: str | os.PathLike, skip_bad: bool = False, quick: bool = Fals
     in_split = {v: s for s, ids in splits.items() for v in ids}
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and VIDEO_NAME.match(p.name))
     for p in sorted(root.iterdir()):
-        if p.name in (SPLITS_FILE, "synth.json", "synth300vw.json") or (p.is_dir() and VIDEO_NAME.match(p.name)):
+        known = (SPLITS_FILE, "synth.json", "synth300vw.json", PARTIAL_MARKER)
+        if p.name in known or (p.is_dir() and VIDEO_NAME.match(p.name)):
             continue
         report.warn(p, "stray entry in the data root (expected NNN video folders and splits.json; ignored)")
     if videos is not None:
