@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -26,7 +28,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import DataError
+
 N_LANDMARKS = 68
+
+# Limits for model files (checked from declared sizes *before* anything is allocated):
+MAX_ARRAY_ELEMENTS = 2**28  # elements in one array (2 GiB as float64; BFM 2009's shapePC has 3.2e7)
+MAX_MODEL_BYTES = 4 * 2**30  # declared bytes of all arrays read from one model file
+MAX_NPZ_MEMBERS = 32  # members of an .npz archive
+MAX_INFO_BYTES = 1 << 20  # the JSON metadata inside a tdd_lite .npz
+MAX_NESTING = 32  # nesting depth of JSON metadata, pickled containers and other recursive structures
 
 
 @dataclass
@@ -77,46 +88,113 @@ def _check_finite(name: str, x: Tensor) -> None:
         raise ValueError(f"{name} contains NaN or infinite values (first at index {bad})")
 
 
+def _where(a: np.ndarray, mask: np.ndarray) -> str:
+    return str(np.argwhere(mask)[0].tolist()) if a.ndim else "[]"
+
+
+def check_float_array(name: str, a) -> np.ndarray:
+    """A real, finite float array; raises :class:`DataError` ``field 'NAME': ...`` otherwise."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "fiu":
+        raise DataError(f"field '{name}': dtype {a.dtype}; expected real numbers")
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise DataError(f"field '{name}': {int(bad.sum())} NaN or infinite values (first at index "
+                            f"{_where(a, bad)}); expected finite numbers")
+        big = np.abs(a) > np.finfo(np.float32).max
+        if big.any():
+            raise DataError(f"field '{name}': {int(big.sum())} values beyond float32's range (first at index "
+                            f"{_where(a, big)}); expected finite float32 numbers")
+    return a
+
+
+def check_std(name: str, s) -> np.ndarray:
+    """Finite standard deviations > 0."""
+    s = check_float_array(name, s)
+    for test, what in ((s < 0, "negative"), (s == 0, "zero")):
+        if test.any():
+            raise DataError(f"field '{name}': {int(test.sum())} {what} values (first at index {_where(s, test)}); "
+                            "expected standard deviations > 0")
+    return s
+
+
+def check_index_array(name: str, a, n: int, what: str = "vertex indices") -> np.ndarray:
+    """Integer (or integral float) 0-based indices in ``[0, n)`` as int64."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            raise DataError(f"field '{name}': {int(bad.sum())} non-integer values (first at index {_where(a, bad)}: "
+                            f"{float(a[tuple(np.argwhere(bad)[0])])!r}); expected integer {what}")
+        a = a.astype(np.int64)
+    elif a.dtype.kind not in "iu":
+        raise DataError(f"field '{name}': dtype {a.dtype}; expected integer {what}")
+    a = a.astype(np.int64)
+    bad = (a < 0) | (a >= n)
+    if bad.any():
+        first = tuple(np.argwhere(bad)[0])
+        raise DataError(f"field '{name}': {int(bad.sum())} values outside [0, {n - 1}] (first at index "
+                        f"{[int(i) for i in first]}: {int(a[first])}); expected 0-based {what} < {n}")
+    return a
+
+
 class MorphableModel(nn.Module):
-    """A linear 3DMM as a torch module (buffers only, so ``.to(device)`` moves it and it has no parameters)."""
+    """A linear 3DMM as a torch module (buffers only, so ``.to(device)`` moves it and it has no parameters).
+
+    The arrays are validated on construction (shapes, finite values, stds > 0, integer indices in range);
+    a problem raises :class:`~tdd_lite.errors.DataError` ``field 'NAME': what; expected ...`` (loaders prefix
+    the file name).
+    """
 
     def __init__(self, arrays: ModelArrays):
         super().__init__()
         a = arrays
-        mean = np.asarray(a.mean_shape, dtype=np.float32)
-        if mean.ndim != 2 or mean.shape[1] != 3:
-            raise ValueError(f"mean_shape must be (N, 3), got {mean.shape}")
+        mean = check_float_array("mean_shape", a.mean_shape)
+        if mean.ndim != 2 or mean.shape[1] != 3 or mean.shape[0] < 1:
+            raise DataError(f"field 'mean_shape': shape {mean.shape}; expected (N, 3) with N >= 1 vertices")
+        mean = mean.astype(np.float32)
         n = mean.shape[0]
         for nm, basis, std in (("id", a.id_basis, a.id_std), ("exp", a.exp_basis, a.exp_std)):
+            basis, std = np.asarray(basis), np.asarray(std)
             if basis.ndim != 2 or basis.shape[0] != 3 * n:
-                raise ValueError(f"{nm}_basis must be (3N={3 * n}, K), got {basis.shape}")
+                raise DataError(f"field '{nm}_basis': shape {basis.shape}; expected (3N={3 * n}, K) for the "
+                                f"{n} vertices of mean_shape: mismatched shapes")
             if std.shape != (basis.shape[1],):
-                raise ValueError(f"{nm}_std must be ({basis.shape[1]},), got {std.shape}")
-        tri = np.asarray(a.triangles, dtype=np.int64)
-        if tri.ndim != 2 or tri.shape[1] != 3 or (tri.size and (tri.min() < 0 or tri.max() >= n)):
-            raise ValueError(f"triangles must be (T, 3) with 0-based vertex indices < {n}")
-        li = np.asarray(a.landmark_index, dtype=np.int64)
+                raise DataError(f"field '{nm}_std': shape {std.shape}; expected ({basis.shape[1]},), one per "
+                                f"column of {nm}_basis: mismatched shapes")
+            check_float_array(f"{nm}_basis", basis)
+            check_std(f"{nm}_std", std)
+        tri = np.asarray(a.triangles)
+        if tri.ndim != 2 or tri.shape[1] != 3:
+            raise DataError(f"field 'triangles': shape {tri.shape}; expected (T, 3)")
+        tri = check_index_array("triangles", tri, n)
+        li = np.asarray(a.landmark_index)
         if li.shape == (N_LANDMARKS,):
+            li = check_index_array("landmark_index", li, n)
             li3 = np.stack([li, li, li], axis=1)
             lw = np.tile(np.array([1.0, 0.0, 0.0], dtype=np.float32), (N_LANDMARKS, 1))
         elif li.shape == (N_LANDMARKS, 3) and a.landmark_weights is not None:
-            li3, lw = li, np.asarray(a.landmark_weights, dtype=np.float32)
+            li = li3 = check_index_array("landmark_index", li, n)
+            lw = check_float_array("landmark_weights", a.landmark_weights)
             if lw.shape != (N_LANDMARKS, 3):
-                raise ValueError(f"landmark_weights must be (68, 3), got {lw.shape}")
+                raise DataError(f"field 'landmark_weights': shape {lw.shape}; expected (68, 3)")
+            off = np.abs(lw.astype(np.float64).sum(1) - 1.0) > 1e-3
+            if off.any():
+                raise DataError(f"field 'landmark_weights': {int(off.sum())} rows do not sum to 1 (first row "
+                                f"{int(np.argmax(off))}); expected barycentric weights")
+            lw = lw.astype(np.float32)
         else:
-            raise ValueError(f"landmark_index must be (68,) or (68, 3) with weights, got {li.shape}")
-        if li3.min() < 0 or li3.max() >= n:
-            raise ValueError(f"landmark_index out of range [0, {n})")
+            raise DataError(f"field 'landmark_index': shape {li.shape}; expected (68,) vertex indices or (68, 3) "
+                            "with landmark_weights")
 
         self.name, self.units, self.meta = a.name, a.units, dict(a.meta)
         self.triangles = tri
         self.landmark_index = li if li.ndim == 1 else li3
         self.landmark_weights = None if li.ndim == 1 else lw
         self.register_buffer("mean_shape", torch.from_numpy(mean))
-        self.register_buffer("id_basis", torch.from_numpy(np.asarray(a.id_basis, dtype=np.float32)))
-        self.register_buffer("id_std", torch.from_numpy(np.asarray(a.id_std, dtype=np.float32)))
-        self.register_buffer("exp_basis", torch.from_numpy(np.asarray(a.exp_basis, dtype=np.float32)))
-        self.register_buffer("exp_std", torch.from_numpy(np.asarray(a.exp_std, dtype=np.float32)))
+        for key in ("id_basis", "id_std", "exp_basis", "exp_std"):
+            self.register_buffer(key, torch.from_numpy(np.ascontiguousarray(getattr(a, key), dtype=np.float32)))
 
         # Landmark rows, precomputed: (68, 3) mean and (68*3, K) std-scaled bases.
         w = torch.from_numpy(lw)  # (68, 3)
@@ -252,23 +330,157 @@ def save_npz(arrays: ModelArrays, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def load_npz(path: str | Path) -> MorphableModel:
-    """Read a model written by :func:`save_npz` (``allow_pickle=False``: safe on untrusted files)."""
-    path = Path(path)
+_NPZ_FLOAT_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "landmark_weights")
+
+
+def _read_npy_header(f, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and header length of an ``.npy`` stream (nothing else is read)."""
+    fmt = np.lib.format
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _NPZ_KEYS if k not in z.files]
-            if missing:
-                raise ValueError(f"{path}: not a tdd_lite model file, missing arrays {missing}")
-            data = {k: z[k] for k in z.files}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        if isinstance(e, ValueError) and str(path) in str(e):
-            raise
-        raise ValueError(f"{path}: cannot read model file ({e})") from e
-    info = json.loads(bytes(data.pop("info_json")).decode()) if "info_json" in data else {}
-    return MorphableModel(ModelArrays(
-        **{k: data[k] for k in _NPZ_KEYS}, landmark_weights=data.get("landmark_weights"),
-        units=info.get("units", "m"), name=info.get("name", path.stem), meta=info.get("meta", {})))
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError) as e:
+        raise DataError(f"{where}: not a valid .npy array header ({e})") from e
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), f.tell()
+
+
+def read_npz_arrays(path: str | Path, allowed: Sequence[str] | None = None, *,
+                    max_elements: int = MAX_ARRAY_ELEMENTS, max_bytes: int = MAX_MODEL_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, read safely from an untrusted file.
+
+    Before anything is decompressed into memory, the zip directory's uncompressed sizes and each member's
+    ``.npy`` header (shape, dtype) are checked: at most ``max_elements`` elements per array, ``max_bytes`` in
+    all, members that agree with their headers, no object (pickled) arrays, no duplicate or unexpected
+    members. The CRC of every member is verified. Errors are :class:`DataError` naming the file and member.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    if not p.is_file():
+        raise DataError(f"{p}: not a regular file")
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{p}: not an .npz (zip) archive ({e})") from e
+    out: dict[str, np.ndarray] = {}
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_NPZ_MEMBERS:
+            raise DataError(f"{p}: {len(infos)} members; expected at most {MAX_NPZ_MEMBERS}")
+        names = [i.filename for i in infos]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise DataError(f"{p}: duplicate members {dup}")
+        total = 0
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if key is None or (allowed is not None and key not in allowed):
+                raise DataError(f"{p}: unexpected member {info.filename!r}; expected "
+                                f"{sorted(k + '.npy' for k in allowed) if allowed is not None else '*.npy members'}")
+            where = f"{p}: field '{key}'"
+            limit = 128 + max_elements * 16  # header + the widest element (complex128)
+            if info.file_size > limit or total + info.file_size > max_bytes + 128 * len(infos):
+                raise DataError(f"{where}: the zip directory says it decompresses to {info.file_size} bytes; the "
+                                f"limit is {max_elements} elements per array and {max_bytes} bytes per file "
+                                "(a corrupt file or a zip bomb)")
+            total += info.file_size
+            try:
+                with zf.open(info) as f:
+                    shape, fortran, dtype, header_len = _read_npy_header(f, where)
+                    if dtype.hasobject:
+                        raise DataError(f"{where}: object array (pickled Python objects); expected plain numbers")
+                    count = math.prod(shape)
+                    if count > max_elements:
+                        raise DataError(f"{where}: header declares shape {shape} = {count} elements; the limit is "
+                                        f"{max_elements} (MAX_ARRAY_ELEMENTS)")
+                    nbytes = count * dtype.itemsize
+                    if header_len + nbytes != info.file_size:
+                        raise DataError(f"{where}: header declares shape {shape} of {dtype} ({nbytes} bytes) but the "
+                                        f"member holds {info.file_size - header_len} bytes: truncated or corrupt")
+                    buf = bytearray(nbytes)
+                    view, got = memoryview(buf), 0
+                    while got < nbytes:
+                        chunk = f.read(min(1 << 20, nbytes - got))
+                        if not chunk:
+                            break
+                        view[got:got + len(chunk)] = chunk
+                        got += len(chunk)
+                    if got != nbytes:
+                        raise DataError(f"{where}: truncated member ({got} of {nbytes} data bytes)")
+                    f.read(1)  # reach the end of the member: zipfile verifies its CRC-32 there
+            except DataError:
+                raise
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as e:
+                raise DataError(f"{where}: cannot read the member ({type(e).__name__}: {e})") from e
+            arr = np.frombuffer(buf, dtype=dtype, count=count) if count else np.zeros(0, dtype)
+            out[key] = arr.reshape(shape, order="F" if fortran else "C")
+    return out
+
+
+def _json_depth(obj, where: str) -> None:
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > MAX_NESTING:
+            raise DataError(f"{where}: nested deeper than {MAX_NESTING} levels")
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values())
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o)
+
+
+def parse_json_bounded(text: str | bytes, where: str):
+    """``json.loads`` with a bounded nesting depth; errors are :class:`DataError` naming ``where``."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{where}: nested deeper than {MAX_NESTING} levels") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{where}: not valid JSON ({e})") from e
+    _json_depth(obj, where)
+    return obj
+
+
+def load_npz(path: str | Path) -> MorphableModel:
+    """Read a model written by :func:`save_npz`, safely (no pickles; sizes checked before allocating).
+
+    Every problem raises :class:`~tdd_lite.errors.DataError` ``FILE: field 'NAME': what; expected ...``.
+    """
+    path = Path(path)
+    data = read_npz_arrays(path, allowed=(*_NPZ_KEYS, "landmark_weights", "info_json"))
+    missing = [k for k in _NPZ_KEYS if k not in data]
+    if missing:
+        raise DataError(f"{path}: not a tdd_lite model file, missing arrays {missing}")
+    for k in _NPZ_FLOAT_KEYS:
+        if k in data and data[k].dtype.kind != "f":
+            raise DataError(f"{path}: field '{k}': dtype {data[k].dtype}; expected floating point")
+    for k in ("triangles", "landmark_index"):
+        if data[k].dtype.kind not in "iu":
+            raise DataError(f"{path}: field '{k}': dtype {data[k].dtype}; expected integer indices")
+    info: dict = {}
+    if "info_json" in data:
+        raw = data.pop("info_json")
+        if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_INFO_BYTES:
+            raise DataError(f"{path}: field 'info_json': {raw.dtype} array of shape {raw.shape}; expected at most "
+                            f"{MAX_INFO_BYTES} bytes of UTF-8 JSON")
+        info = parse_json_bounded(bytes(raw), f"{path}: field 'info_json'")
+        if not isinstance(info, dict):
+            raise DataError(f"{path}: field 'info_json': a JSON {type(info).__name__}; expected an object")
+        for key, typ in (("units", str), ("name", str), ("meta", dict)):
+            if key in info and not isinstance(info[key], typ):
+                raise DataError(f"{path}: field 'info_json.{key}': a {type(info[key]).__name__}; expected "
+                                f"{typ.__name__}")
+    try:
+        return MorphableModel(ModelArrays(
+            **{k: data[k] for k in _NPZ_KEYS}, landmark_weights=data.get("landmark_weights"),
+            units=info.get("units", "m"), name=info.get("name", path.stem), meta=info.get("meta", {})))
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from e
 
 
 TEACHING_MODEL_FILE = "teaching_3dmm.npz"

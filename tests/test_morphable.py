@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tdd_lite.errors import DataError
 from tdd_lite.morphable import (
     ModelArrays,
     MorphableModel,
@@ -163,20 +164,57 @@ def test_non_finite_parameters_raise(bad):
         m.shape(a_id, None)
 
 
+def _set(name, value):
+    return lambda a: setattr(a, name, value)
+
+
+def _poke(name, index, value):
+    def change(a):
+        arr = np.array(getattr(a, name), dtype=np.float64 if isinstance(value, float) else None)
+        arr[index] = value
+        setattr(a, name, arr)
+    return change
+
+
 @pytest.mark.parametrize(("change", "match"), [
-    (lambda a: setattr(a, "mean_shape", a.mean_shape[:, :2]), r"mean_shape must be \(N, 3\)"),
-    (lambda a: setattr(a, "id_basis", a.id_basis[:-3]), r"id_basis must be \(3N=12, K\)"),
-    (lambda a: setattr(a, "exp_std", np.ones(2, np.float32)), r"exp_std must be \(1,\)"),
-    (lambda a: setattr(a, "triangles", np.array([[0, 1, 4]])), "triangles must be"),
-    (lambda a: setattr(a, "triangles", np.array([[0, 1]])), "triangles must be"),
-    (lambda a: setattr(a, "landmark_index", np.arange(67)), "landmark_index must be"),
-    (lambda a: setattr(a, "landmark_index", np.full(68, 4)), r"landmark_index out of range \[0, 4\)"),
-    (lambda a: setattr(a, "landmark_index", np.zeros((68, 3), int)), "landmark_index must be"),
+    (lambda a: setattr(a, "mean_shape", a.mean_shape[:, :2]), r"field 'mean_shape': shape \(4, 2\); expected \(N, 3\)"),
+    (lambda a: setattr(a, "id_basis", a.id_basis[:-3]), r"field 'id_basis': shape \(9, 2\); expected \(3N=12, K\)"),
+    (_set("exp_std", np.ones(2, np.float32)), r"field 'exp_std': shape \(2,\); expected \(1,\)"),
+    (_set("triangles", np.array([[0, 1, 4]])), r"field 'triangles': 1 values outside \[0, 3\] \(first at index "
+                                              r"\[0, 2\]: 4\)"),
+    (_set("triangles", np.array([[0, 1]])), r"field 'triangles': shape \(1, 2\); expected \(T, 3\)"),
+    (_set("landmark_index", np.arange(67)), r"field 'landmark_index': shape \(67,\)"),
+    (_set("landmark_index", np.full(68, 4)), r"field 'landmark_index': 68 values outside \[0, 3\]"),
+    (_set("landmark_index", np.zeros((68, 3), int)), r"field 'landmark_index': shape \(68, 3\); expected .* with "
+                                                     "landmark_weights"),
+    (_poke("landmark_index", 5, 1.5), r"field 'landmark_index': 1 non-integer values \(first at index \[5\]: 1.5\)"),
+    (_set("landmark_index", np.full(68, True)), r"field 'landmark_index': dtype bool; expected integer"),
+    (_poke("mean_shape", (2, 1), float("nan")), r"field 'mean_shape': 1 NaN or infinite values \(first at index "
+                                                r"\[2, 1\]\)"),
+    (_poke("id_basis", (0, 0), float("inf")), r"field 'id_basis': 1 NaN or infinite values"),
+    (_poke("exp_basis", (3, 0), 1e39), r"field 'exp_basis': 1 values beyond float32's range"),
+    (_set("id_std", np.array([-1.0, -2.0])), r"field 'id_std': 2 negative values \(first at index \[0\]\); "
+                                            r"expected standard deviations > 0"),
+    (_set("exp_std", np.array([0.0])), r"field 'exp_std': 1 zero values"),
+    (_set("exp_std", np.array([np.nan])), r"field 'exp_std': 1 NaN or infinite"),
+    (_set("mean_shape", np.zeros((4, 3), complex)), r"field 'mean_shape': dtype complex128; expected real numbers"),
 ])
 def test_invalid_arrays_rejected(change, match):
     a = tiny_arrays()
     change(a)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DataError, match=match):
+        MorphableModel(a)
+
+
+def test_invalid_barycentric_weights_rejected():
+    a = _barycentric_arrays()
+    a.landmark_weights = a.landmark_weights * 2
+    with pytest.raises(DataError, match=r"field 'landmark_weights': 68 rows do not sum to 1"):
+        MorphableModel(a)
+    a = _barycentric_arrays()
+    a.landmark_weights[3, 1] = np.nan
+    with pytest.raises(DataError, match=r"field 'landmark_weights': 1 NaN or infinite values \(first at index "
+                                        r"\[3, 1\]"):
         MorphableModel(a)
 
 
