@@ -85,12 +85,13 @@ def test_ced_auc_exact_and_against_fine_grid():
 
 
 def _moving_face(T=30, seed=0):
-    """(T, 68, 2) ground truth in pixels: a ~150 px face moving and accelerating (sinusoids)."""
+    """(T, 68, 2) ground truth in pixels: a ~150 px face moving, accelerating and zooming (so d_t varies)."""
     rng = np.random.default_rng(seed)
     face = rng.uniform(100, 250, size=(68, 2))
     t = np.arange(T)[:, None, None]
     motion = np.concatenate([25 * np.sin(t / 6.0), 12 * np.cos(t / 4.0)], axis=2)
-    return face[None] + motion
+    zoom = 1.0 + 0.15 * np.sin(t / 9.0)
+    return 175.0 + (face[None] - 175.0) * zoom + motion
 
 
 def _d(gt):
