@@ -21,8 +21,9 @@ splits the stream: each finite run between lost frames is filtered exactly as if
 does at the ends). So a NaN never reaches the filter state, and after a loss the filter restarts from the next
 detection instead of blending it with where the face was before.
 
-``FILTERS`` maps each name to a zero-argument factory of a fresh default instance; :func:`make_filter` builds
-one by name with parameters (unknown names or parameters raise :class:`tdd_lite.errors.UsageError`).
+``FILTERS`` maps each name to a default instance (callable: ``FILTERS[name](stream)`` = ``apply``);
+:func:`make_filter` builds a fresh one by name with parameters (unknown names or parameters raise
+:class:`tdd_lite.errors.UsageError`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import inspect
 import math
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -59,12 +59,15 @@ def _float_param(name: str, value: Any, positive: bool) -> float:
     return v
 
 
-def _as_stream(stream: Any) -> np.ndarray:
+def _as_float(x: Any, what: str) -> np.ndarray:
     try:
-        x = np.asarray(stream.detach().cpu() if hasattr(stream, "detach") else stream, dtype=np.float64)
+        return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise DataError(f"landmark stream must be a numeric array of shape (T, ...), got {type(stream).__name__}"
-                        f" ({e})") from e
+        raise DataError(f"{what} must be a numeric array, got {type(x).__name__} ({e})") from e
+
+
+def _as_stream(stream: Any) -> np.ndarray:
+    x = _as_float(stream, "landmark stream (T, ...)")
     if x.ndim < 1:
         raise DataError("landmark stream must have shape (T, ...) with a frame axis first, got a scalar")
     return x
@@ -118,7 +121,7 @@ class CausalFilter(Filter):
 
         A frame with any non-finite value returns all-NaN and resets the filter (see the module docstring).
         """
-        x = _as_stream(x_t) if np.ndim(x_t) else np.asarray(x_t, dtype=np.float64)
+        x = _as_float(x_t, "a frame")
         if self._shape is not None and x.shape != self._shape:
             raise DataError(f"{self.name}: frame shape {x.shape} differs from the stream's {self._shape} "
                             "(call reset() to start a new stream)")
@@ -360,7 +363,7 @@ class Kalman(CausalFilter):
 
 
 # ----------------------------------------------------------------------------- registry
-FILTERS: dict[str, Callable[..., Filter]] = {
+_FACTORIES: dict[str, Callable[..., Filter]] = {
     "none": Identity,
     "centred": CentredAverage,
     "moving": MovingAverage,
@@ -369,13 +372,14 @@ FILTERS: dict[str, Callable[..., Filter]] = {
     "kalman": Kalman,
 }
 
+FILTERS: dict[str, Filter] = {name: factory() for name, factory in _FACTORIES.items()}
+"""Default instances by name. They are callable (``FILTERS["kalman"](stream)`` is ``.apply(stream)``, which
+works on a copy, so sharing them is safe); for ``step()`` or other parameters use :func:`make_filter`."""
+
 
 def _param_names(name: str) -> list[str]:
-    factory = FILTERS[name]
-    if factory is one_euro_mediapipe:
-        factory = OneEuro
-    target = factory.func if isinstance(factory, partial) else factory
-    return [p for p in inspect.signature(target).parameters if p not in ("self", "params")]
+    factory = OneEuro if name == "one-euro-mediapipe" else _FACTORIES[name]
+    return [p for p in inspect.signature(factory).parameters if p not in ("self", "params")]
 
 
 def make_filter(name: str, **params: Any) -> Filter:
@@ -383,11 +387,11 @@ def make_filter(name: str, **params: Any) -> Filter:
 
     Raises :class:`UsageError` for an unknown name (listing the valid ones) or parameter, or a bad value.
     """
-    if name not in FILTERS:
-        raise UsageError(f"unknown filter {name!r}; valid filters: {', '.join(FILTERS)}")
+    if name not in _FACTORIES:
+        raise UsageError(f"unknown filter {name!r}; valid filters: {', '.join(_FACTORIES)}")
     valid = _param_names(name)
     unknown = [k for k in params if k not in valid]
     if unknown:
         raise UsageError(f"filter {name!r} has no parameter {unknown[0]!r}; its parameters: "
                          f"{', '.join(valid) or '(none)'}")
-    return FILTERS[name](**params)
+    return _FACTORIES[name](**params)

@@ -311,10 +311,12 @@ def test_step_after_a_lost_frame_restarts(name):
 # ----------------------------------------------------------------------------- registry and bad input
 def test_registry_names_and_fresh_instances():
     assert list(F.FILTERS) == NAMES
+    stream = _face_stream(T=12, seed=13)
     for name in NAMES:
-        a, b = F.make_filter(name), F.FILTERS[name]()
-        assert a is not b and type(a) is type(b)
-        assert isinstance(a, F.Filter) and callable(a.apply)
+        a, b = F.make_filter(name), F.FILTERS[name]
+        assert a is not b and type(a) is type(b) and a is not F.make_filter(name)
+        assert isinstance(b, F.Filter) and callable(b)
+        assert np.allclose(b(stream), a.apply(stream), rtol=0, atol=TOL)  # the default instance is callable
         if a.causal:
             assert callable(a.step) and callable(a.reset)
     assert F.make_filter("centred", n_pre=2).n_pre == 2
@@ -366,6 +368,8 @@ def test_bad_streams():
         f.step(np.zeros((67, 2)))
     with pytest.raises(DataError, match="numeric array"):
         F.Kalman().apply("not a stream")
+    with pytest.raises(DataError, match="a frame must be a numeric array"):
+        F.Kalman().step("x")
     with pytest.raises(DataError, match="frame axis"):
         F.CentredAverage().apply(3.0)
     with pytest.raises(DataError, match=r"needs frames of shape \(N, D >= 2\)"):
