@@ -20,10 +20,15 @@ help:
 	@echo "make bench  - print the benchmark ratios (benchmarks/)"
 	@echo "make model  - rebuild the teaching 3DMM and check it matches the committed asset (within float noise)"
 
-$(STAMP): pyproject.toml
+# facenet-pytorch (MTCNN, the paper's first-frame detector; its weights ship in the wheel) pins torch<2.3 and
+# numpy<2, which its detector does not need: installed without its dependencies (it runs on the ones we pin).
+FACENET := facenet-pytorch==2.6.0
+
+$(STAMP): pyproject.toml Makefile
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(FACENET)"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tdd_lite)" >/dev/null
 	@touch $(STAMP)
 

@@ -31,7 +31,7 @@ def test_gt_mode_exact():
     with pytest.raises(ValueError, match="gt_lmk"):
         detect.detect_box(np.zeros((10, 10, 3), np.uint8), mode="gt")
     with pytest.raises(ValueError, match="mode"):
-        detect.detect_box(np.zeros((10, 10, 3), np.uint8), mode="mtcnn")
+        detect.detect_box(np.zeros((10, 10, 3), np.uint8), mode="retinaface")
 
 
 def test_no_face_gives_none():
@@ -76,3 +76,32 @@ def test_fitted_mapping_is_reproducible(frontal_set):
     assert abs(m.dy - detect.HAAR_TO_LMK.dy) < 0.1 and abs(m.scale - detect.HAAR_TO_LMK.scale) < 0.12
     with pytest.raises(ValueError, match="fired on none"):
         detect.fit_box_mapping([(np.zeros((64, 64, 3), np.uint8), samples[0][1])])
+
+
+needs_mtcnn = pytest.mark.skipif(not detect.mtcnn_available(), reason="facenet-pytorch not installed")
+
+
+@needs_model
+@needs_mtcnn
+def test_mtcnn_on_rendered_faces_lands_on_the_face(frontal_set):
+    """MTCNN (the paper's detector), mapped by MTCNN_TO_LMK, overlaps the ground-truth box on frontal renders."""
+    fired = 0
+    for vid in sorted(p.name for p in frontal_set.iterdir() if p.is_dir()):
+        seq = vw300.Sequence(frontal_set / vid)
+        img = seq.frame(0)
+        box = detect.detect_box(img, mode="mtcnn")
+        if box is None:
+            continue
+        fired += 1
+        gt = box_from_landmarks(seq.landmarks[0])
+        assert np.isclose(box[2] - box[0], box[3] - box[1])
+        assert iou(box, gt) > 0.5, (vid, box, gt)
+    assert fired >= 5  # measured: 6/6 on these frontal renders
+
+
+@needs_mtcnn
+def test_mtcnn_no_face_gives_none():
+    assert detect.detect_box(np.zeros((240, 320, 3), np.uint8), mode="mtcnn") is None
+    assert detect.mtcnn_rects(np.full((64, 64, 3), 128, np.uint8)) == []
+    with pytest.raises(ValueError, match="RGB"):
+        detect.mtcnn_rects(np.zeros((64, 64), np.uint8))

@@ -1,15 +1,19 @@
-"""First-frame face detector for tracking (paper section 4.1: "the first frame was cropped based on landmarks
+"""First-frame face detectors for tracking (paper section 4.1: "the first frame was cropped based on landmarks
 detected using ... MTCNN").
 
-We use OpenCV's Haar cascades (``haarcascade_frontalface_default.xml``, falling back to
-``haarcascade_profileface.xml`` on the image and its mirror), which ship inside ``opencv-python-headless``
-4.x (``cv2.data.haarcascades``) and therefore work offline right after set-up. MTCNN would need a
-``facenet-pytorch``/``mtcnn`` package whose weights are downloaded or vendored and whose pins fight ours
-(torch/numpy versions); the detector only has to place the *first* crop of each test video, after which
-tracking takes over, so a classic detector is enough. (OpenCV 5 removed these cascades; pyproject pins 4.x.)
+* ``mtcnn`` (the paper's detector, the default): facenet-pytorch's MTCNN, whose P/R/O-net weights ship inside
+  its wheel (nothing is downloaded). Its wheel pins torch < 2.3 and numpy < 2, which we do not use, so the
+  Makefile installs it with ``pip install --no-deps facenet-pytorch==2.6.0`` (the code it runs needs only torch,
+  torchvision, numpy and Pillow, which we pin). Its weights are plain state dicts that torch >= 2.6 loads with
+  ``weights_only=True`` by default; :func:`_mtcnn` refuses an older torch.
+* ``haar``: OpenCV's Haar cascades (``haarcascade_frontalface_default.xml``, falling back to
+  ``haarcascade_profileface.xml`` on the image and its mirror), inside ``opencv-python-headless`` 4.x
+  (``cv2.data.haarcascades``); the fallback when MTCNN finds nothing or is not installed. (OpenCV 5 removed
+  these cascades; pyproject pins 4.x.)
 
 A detector's box is not our landmark box: Haar's square covers roughly brows to upper lip and is smaller than
-the 68 landmarks' bounding box. :data:`HAAR_TO_LMK` maps it (centre offset and size ratio, in units of the
+the 68 landmarks' bounding box; MTCNN's box runs from the forehead to the chin. :data:`HAAR_TO_LMK` (and
+:data:`MTCNN_TO_LMK`) map it (centre offset and size ratio, in units of the
 detector box width) to an estimate of the landmarks' box; :func:`fit_box_mapping` re-fits it from any
 sequences with ground truth. The constants below were fitted with ``fit_box_mapping`` on 109 frontal-ish
 (|yaw| < 20 deg) frames of 16 category-A Synth300VW videos (seed 11, 256x256, teaching 3DMM); there the cascade
@@ -48,6 +52,11 @@ class BoxMapping:
 
 
 HAAR_TO_LMK = BoxMapping(dx=0.0, dy=0.16, scale=0.80)
+# Fitted like HAAR_TO_LMK with fit_box_mapping(..., rects=mtcnn_rects, kind="mtcnn") on frames 0 and T/2 of 40
+# training videos of the fast Synth300VW set (seed 0, 256x256): MTCNN fired on 67/80 frames (Haar's frontal
+# cascade on 48/80); fitted dx -0.005, dy 0.177, scale 1.029 (dx rounded to 0). Re-fit on real 300VW.
+MTCNN_TO_LMK = BoxMapping(dx=0.0, dy=0.177, scale=1.03)
+DETECTORS = ("mtcnn", "haar", "gt")
 PROFILE_TO_LMK = BoxMapping(dx=0.0, dy=0.13, scale=0.72)  # few samples (12): rough
 
 _CASCADES: dict[str, cv2.CascadeClassifier] = {}
@@ -88,35 +97,86 @@ def haar_rects(image: np.ndarray, min_frac: float = 0.1) -> list[tuple[np.ndarra
     return out
 
 
+_MTCNN: dict[str, object] = {}
+MTCNN_MIN_PROB = 0.9
+
+
+def mtcnn_available() -> bool:
+    """True when facenet-pytorch is importable (``make install`` puts it in the venv)."""
+    try:
+        import facenet_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _mtcnn():
+    if "net" not in _MTCNN:
+        import torch
+
+        if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6):
+            raise RuntimeError("MTCNN needs torch >= 2.6 (whose torch.load defaults to weights_only=True)")
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as e:
+            from tdd_lite.errors import UsageError
+
+            raise UsageError("detector 'mtcnn' needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
+                             "(make install does this), or use --detector haar") from e
+        _MTCNN["net"] = MTCNN(keep_all=True, device="cpu", post_process=False)
+    return _MTCNN["net"]
+
+
+def mtcnn_rects(image: np.ndarray, min_frac: float = 0.1) -> list[tuple[np.ndarray, str]]:
+    """MTCNN detections ``((x, y, w, h), "mtcnn")`` with probability >= :data:`MTCNN_MIN_PROB`, on RGB uint8."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) RGB, got {image.shape}")
+    import torch
+
+    net = _mtcnn()
+    net.min_face_size = max(12, int(min_frac * min(image.shape[:2])))
+    with torch.no_grad():
+        boxes, probs = net.detect(np.ascontiguousarray(image))
+    if boxes is None:
+        return []
+    return [(np.array([b[0], b[1], b[2] - b[0], b[3] - b[1]], float), "mtcnn")
+            for b, p in zip(boxes, probs) if p is not None and p >= MTCNN_MIN_PROB and b[2] > b[0] and b[3] > b[1]]
+
+
 def detect_box(image: np.ndarray, mode: str = "haar", gt_lmk: np.ndarray | None = None,
                enlarge: float = DEFAULT_ENLARGE) -> np.ndarray | None:
     """The first-frame crop box ``(x0, y0, x1, y1)`` (our convention: square, ``enlarge`` x landmark box).
 
-    ``mode="haar"``: the largest Haar detection mapped by :data:`HAAR_TO_LMK`; ``None`` if nothing is found
-    (never a guess: the caller decides the fallback). ``mode="gt"``: ``box_from_landmarks(gt_lmk, enlarge)``.
+    ``mode="mtcnn"`` / ``"haar"``: the largest detection mapped by :data:`MTCNN_TO_LMK` / :data:`HAAR_TO_LMK`;
+    ``None`` if nothing is found (never a guess: the caller decides the fallback).
+    ``mode="gt"``: ``box_from_landmarks(gt_lmk, enlarge)``.
     """
     if mode == "gt":
         if gt_lmk is None:
             raise ValueError("mode='gt' needs gt_lmk, the (68, 2) ground-truth landmarks of this frame")
         return np.asarray(box_from_landmarks(np.asarray(gt_lmk, dtype=np.float64), enlarge))
-    if mode != "haar":
-        raise ValueError(f"mode must be 'haar' or 'gt', got {mode!r}")
-    found = haar_rects(image)
+    if mode not in ("haar", "mtcnn"):
+        raise ValueError(f"mode must be one of {DETECTORS}, got {mode!r}")
+    found = mtcnn_rects(image) if mode == "mtcnn" else haar_rects(image)
     if not found:
         return None
     rect, kind = max(found, key=lambda rk: rk[0][2] * rk[0][3])
-    lmk_box = (HAAR_TO_LMK if kind == "frontal" else PROFILE_TO_LMK).apply(rect)
+    mapping = {"frontal": HAAR_TO_LMK, "profile": PROFILE_TO_LMK, "mtcnn": MTCNN_TO_LMK}[kind]
+    lmk_box = mapping.apply(rect)
     side = (lmk_box[2] - lmk_box[0]) * enlarge
     c = (lmk_box[:2] + lmk_box[2:]) / 2
     return square_box(c[0], c[1], side)
 
 
-def fit_box_mapping(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[BoxMapping, int]:
+def fit_box_mapping(samples: Iterable[tuple[np.ndarray, np.ndarray]], rects=None, kind: str = "frontal"
+                    ) -> tuple[BoxMapping, int]:
     """Fit :class:`BoxMapping` from ``(image, gt_lmk)`` pairs: median offsets and size ratio over frames where
-    the frontal cascade fires on the face (detection centre inside the landmark box). Returns (mapping, n)."""
+    the detector (``rects``, default :func:`haar_rects`; detections of ``kind``) fires on the face (detection
+    centre inside the landmark box). Returns (mapping, n)."""
+    rects = haar_rects if rects is None else rects
     dxs, dys, scales = [], [], []
     for image, lmk in samples:
-        found = [r for r, kind in haar_rects(image) if kind == "frontal"]
+        found = [r for r, k in rects(image) if k == kind]
         bb = landmark_bbox(np.asarray(lmk, float))
         for x, y, w, h in found:
             cx, cy = x + w / 2, y + h / 2

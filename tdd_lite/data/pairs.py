@@ -1,4 +1,4 @@
-"""Torch datasets of face crops (paper section 4.1) and the test-time tracking cropper.
+"""Torch datasets of face crops (paper section 4.1).
 
 * :class:`FrameDataset`: single frames, cropped from the (jittered) enlarged box of their own ground truth.
 * :class:`FramePairDataset`: the pairs the temporal discriminator needs, ``(I, I', U, U')`` with the frame
@@ -6,8 +6,8 @@
   are cropped with one box** - the (jittered, enlarged) ground-truth box of the *previous* frame - exactly as
   tracking crops frame t from the estimate at t-1 (DESIGN.md erratum 7). So ``U``, ``U'`` and the network's
   ``v``, ``v'`` all live in the same [0, 1] crop frame and ``U - U'`` is the true motion inside that crop.
-* :class:`TrackingCropper`: the test protocol: frame 0 from the face detector (or the ground truth), every
-  later frame from the previous frame's estimate.
+* The test protocol (frame 0 from a face detector, every later frame from the previous frame's estimate) lives
+  in :mod:`tdd_lite.track`; ``TrackingCropper`` and ``image_to_tensor`` are re-exported here for old imports.
 
 Items are dicts of tensors (``image`` (3, S, S) float32 in [0, 1]; landmarks (68, 2) float32 in crop
 coordinates; ``box`` (4,) float32 image pixels) plus ``video`` (str) and ``frame`` (int). Frames are decoded
@@ -30,23 +30,14 @@ from tdd_lite.data.crops import (
     box_from_landmarks,
     camera_to_crop,
     crop_image,
-    from_crop,
     jitter_box,
-    square_box,
     to_crop,
 )
 from tdd_lite.data.vw300 import Sequence, load_split
+from tdd_lite.track import TrackingCropper, image_to_tensor, tracking_crops  # noqa: F401 - moved to track.py
 
 DEFAULT_JITTER = {"shift": 0.05, "scale": 0.05}
 PARAMS_FILE = "params.npz"
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(S, S, 3) uint8 RGB -> (3, S, S) float32 in [0, 1]."""
-    # numpy, not torch ops: tiny tensors in DataLoader workers pay torch's intra-op threading overhead
-    out = np.empty((3,) + image.shape[:2], np.float32)
-    np.multiply(image.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out, dtype=np.float32)
-    return torch.from_numpy(out)
 
 
 def _f32(x: np.ndarray) -> torch.Tensor:
@@ -185,90 +176,6 @@ class FramePairDataset(_Base):
             item.update(self._params_item(vi, t, box))
             item.update(self._params_item(vi, prev, box, prefix="prev_"))
         return item
-
-
-class TrackingCropper:
-    """The test-time crop protocol (paper section 4.1): first frame from a detector, then from the estimate.
-
-    Usage, per video::
-
-        cropper = TrackingCropper(size=256, mode="haar")       # or mode="gt" for controlled experiments
-        for k in range(len(seq)):
-            image, box = cropper.next(seq.frame(k), gt_lmk=seq.landmarks[k])   # gt only used by mode="gt"/fallback
-            pred01 = G(image[None]) ...                        # (68, 2) in this crop's [0, 1] coordinates
-            pred_px = cropper.update(pred01)                   # image pixels; sets the next frame's box
-
-    If the detector finds nothing on the first frame: ``fallback="gt"`` uses the ground-truth box (when given),
-    ``fallback="centre"`` a centred square of 60% of the shorter image side. :attr:`first_source` records which.
-    """
-
-    def __init__(self, size: int = 256, mode: str = "haar", enlarge: float = DEFAULT_ENLARGE,
-                 fallback: str = "gt", border: str = "replicate"):
-        if mode not in ("haar", "gt"):
-            raise ValueError(f"mode must be 'haar' or 'gt', got {mode!r}")
-        if fallback not in ("gt", "centre"):
-            raise ValueError(f"fallback must be 'gt' or 'centre', got {fallback!r}")
-        self.size, self.mode, self.enlarge, self.fallback, self.border = size, mode, enlarge, fallback, border
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a new video."""
-        self.box: np.ndarray | None = None
-        self.next_box: np.ndarray | None = None
-        self.first_source: str | None = None
-        self.frame_index = -1
-
-    def first_box(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> np.ndarray:
-        from tdd_lite.data.detect import detect_box
-
-        if self.mode == "gt":
-            self.first_source = "gt"
-            return detect_box(image, "gt", gt_lmk, self.enlarge)
-        box = detect_box(image, "haar", enlarge=self.enlarge)
-        if box is not None:
-            self.first_source = "haar"
-            return box
-        if self.fallback == "gt" and gt_lmk is not None:
-            self.first_source = "fallback-gt"
-            return detect_box(image, "gt", gt_lmk, self.enlarge)
-        h, w = image.shape[:2]
-        self.first_source = "fallback-centre"
-        return square_box(np.float64(w / 2), np.float64(h / 2), np.float64(0.6 * min(h, w)))
-
-    def next(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """Crop the next frame: ``((3, S, S) float32 tensor, box)``. Call :meth:`update` before the next one."""
-        if self.frame_index < 0:
-            box = self.first_box(image, gt_lmk)
-        elif self.next_box is None:
-            raise RuntimeError("TrackingCropper.update(pred) must be called after each next()")
-        else:
-            box = self.next_box
-        self.frame_index += 1
-        self.box, self.next_box = np.asarray(box, dtype=np.float64), None
-        return image_to_tensor(crop_image(image, self.box, self.size, self.border)), self.box.copy()
-
-    def update(self, pred_lmk01: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Record this frame's estimate (68, 2) in crop coordinates; returns it in image pixels."""
-        if self.box is None:
-            raise RuntimeError("call next() first")
-        p = pred_lmk01.detach().cpu().double().numpy() if isinstance(pred_lmk01, torch.Tensor) else \
-            np.asarray(pred_lmk01, dtype=np.float64)
-        px = from_crop(p.reshape(-1, 2), self.box)
-        if not np.isfinite(px).all():
-            raise ValueError(f"frame {self.frame_index}: the estimate contains NaN/inf; cannot place the next crop")
-        self.next_box = np.asarray(box_from_landmarks(px, self.enlarge))
-        return px
-
-
-def tracking_crops(frames: Iterable[np.ndarray], predict, size: int = 256, mode: str = "haar",
-                   gt_landmarks: np.ndarray | None = None, **kwargs) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """Run the tracking protocol over ``frames`` with ``predict(image (3,S,S)) -> (68, 2) crop coords``;
-    yields ``(pred_px (68, 2), box)`` per frame."""
-    cropper = TrackingCropper(size, mode, **kwargs)
-    for k, img in enumerate(frames):
-        gt = None if gt_landmarks is None else gt_landmarks[k]
-        x, box = cropper.next(img, gt)
-        yield cropper.update(predict(x)), box
 
 
 __all__ = ["FrameDataset", "FramePairDataset", "TrackingCropper", "tracking_crops", "image_to_tensor"]

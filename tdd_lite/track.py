@@ -1,0 +1,345 @@
+"""The paper's test protocol (section 4.1): track a face through a video one frame at a time.
+
+Frame 0 is cropped from a face detector (MTCNN in the paper; :mod:`tdd_lite.data.detect`), every later frame from
+the box of the previous frame's *estimate*. A tracker that loses the face never finds it again, so
+:class:`Tracker` also **re-detects** when the estimate looks lost (``redetect="auto"``):
+
+* ``outside``: less than ``min_inside`` of the estimate's landmark box lies inside the frame;
+* ``size-jump``: the landmark box's side changed by more than ``max_scale_jump`` (ratio) from the last frame;
+* ``shape``: the estimate's identity coefficients leave the prior (RMS of alpha_id over ``max_alpha_rms``
+  standard deviations): G produces implausible faces when its crop holds no face (the confidence signal);
+* ``invalid``: the estimate is not finite.
+
+On a trigger the detector runs on the same frame and the frame is estimated again from the detector's box
+(status ``redetected``); if the detector finds nothing the estimate is kept and the status is ``lost``.
+``redetect="never"`` reproduces the paper's protocol exactly (no checks, never a second look).
+
+Usage::
+
+    tracker = Tracker(net_predictor(net, model3dmm), size=64, detector="mtcnn")
+    result = tracker.run(frames, gt_landmarks=None)       # or tracker.step(frame) per frame
+    result.landmarks  # (T, 68, 2) image pixels; result.status, result.boxes, result.redetections
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tdd_lite.data.crops import DEFAULT_ENLARGE, box_from_landmarks, crop_image, from_crop, landmark_bbox, square_box
+from tdd_lite.errors import UsageError
+
+REDETECT = ("auto", "never")
+STATUSES = ("detected", "tracked", "redetected", "lost")
+
+# Output of a predictor: (68, 2) landmarks in the crop's [0, 1] coordinates and, optionally, alpha_id (K,).
+Prediction = tuple[np.ndarray, np.ndarray | None]
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 RGB -> (3, S, S) float32 in [0, 1]."""
+    # numpy, not torch ops: tiny tensors in DataLoader workers pay torch's intra-op threading overhead
+    out = np.empty((3,) + image.shape[:2], np.float32)
+    np.multiply(image.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out, dtype=np.float32)
+    return torch.from_numpy(out)
+
+
+def net_predictor(net: torch.nn.Module, model3dmm, device: str | torch.device = "cpu"
+                  ) -> Callable[[torch.Tensor], Prediction]:
+    """Batch-1 inference with G: crop tensor (3, S, S) -> (v(:, l) in [0, 1] crop coordinates, alpha_id)."""
+    from tdd_lite.network import predict_landmarks
+
+    device = torch.device(device)
+    net = net.to(device).eval()
+    model3dmm = model3dmm.to(device)
+
+    @torch.no_grad()
+    def predict(image: torch.Tensor) -> Prediction:
+        out = net(image[None].to(device))
+        lmk = predict_landmarks(model3dmm, out)[0]
+        return lmk.double().cpu().numpy(), out[0][0].double().cpu().numpy()
+
+    return predict
+
+
+@dataclass
+class TrackStep:
+    """One frame's result: landmarks (68, 2) in image pixels, the crop box used, status, what placed the crop."""
+
+    landmarks: np.ndarray
+    box: np.ndarray
+    status: str
+    source: str
+    reason: str | None = None
+
+
+@dataclass
+class TrackResult:
+    """A whole video: ``landmarks`` (T, 68, 2) px, ``boxes`` (T, 4), per-frame ``status``/``source``/``reason``."""
+
+    landmarks: np.ndarray
+    boxes: np.ndarray
+    status: list[str]
+    source: list[str]
+    reasons: list[str | None]
+    seconds: float
+    detector_seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def redetections(self) -> int:
+        return sum(s == "redetected" for s in self.status)
+
+    @property
+    def lost_frames(self) -> int:
+        return sum(s == "lost" for s in self.status)
+
+    @property
+    def fps(self) -> float:
+        return len(self.status) / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_json(self) -> dict:
+        return {"frames": len(self.status), "boxes": np.round(self.boxes, 3).tolist(), "status": self.status,
+                "source": self.source, "reasons": self.reasons, "redetections": self.redetections,
+                "lost_frames": self.lost_frames, "seconds": round(self.seconds, 4),
+                "detector_seconds": round(self.detector_seconds, 4), "fps": round(self.fps, 2), **self.extra}
+
+
+class Tracker:
+    """Landmarks frame by frame under the tracking protocol, with optional re-detection (see module docstring).
+
+    ``predict``: crop tensor (3, S, S) -> ``(landmarks01 (68, 2), alpha_id or None)`` (:func:`net_predictor`).
+    ``detector``: ``"mtcnn"`` (the paper's), ``"haar"``, or ``"gt"`` (the ground-truth box; controlled
+    experiments only: needs ``gt_lmk`` in :meth:`step`). When the detector finds nothing on the first frame,
+    ``fallback`` decides: ``"haar"`` (try the cascade; then a centred box), ``"centre"`` (a centred square of
+    60% of the shorter side) or ``"gt"`` (the ground-truth box when given). :attr:`first_source` records it.
+    """
+
+    def __init__(self, predict: Callable[[torch.Tensor], Prediction], size: int, detector: str = "mtcnn",
+                 redetect: str = "auto", enlarge: float = DEFAULT_ENLARGE, fallback: str = "haar",
+                 min_inside: float = 0.5, max_scale_jump: float = 1.35, max_alpha_rms: float = 2.5,
+                 border: str = "replicate"):
+        from tdd_lite.data.detect import DETECTORS
+
+        if detector not in DETECTORS:
+            raise UsageError(f"detector {detector!r}: expected one of {', '.join(DETECTORS)}")
+        if redetect not in REDETECT:
+            raise UsageError(f"redetect {redetect!r}: expected one of {', '.join(REDETECT)}")
+        if fallback not in ("haar", "centre", "gt"):
+            raise UsageError(f"fallback {fallback!r}: expected haar, centre or gt")
+        if not (0 < min_inside <= 1 and max_scale_jump > 1 and max_alpha_rms > 0 and enlarge > 0):
+            raise UsageError("tracker thresholds: need 0 < min_inside <= 1, max_scale_jump > 1, max_alpha_rms > 0")
+        self.predict, self.size, self.detector, self.redetect = predict, int(size), detector, redetect
+        self.enlarge, self.fallback, self.border = enlarge, fallback, border
+        self.min_inside, self.max_scale_jump, self.max_alpha_rms = min_inside, max_scale_jump, max_alpha_rms
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new video."""
+        self.next_box: np.ndarray | None = None
+        self.last_side: float | None = None
+        self.first_source: str | None = None
+        self.frame_index = -1
+        self.detector_seconds = 0.0
+
+    # ------------------------------------------------------------------------------------------ detection
+    def detect(self, image: np.ndarray, gt_lmk: np.ndarray | None, first: bool) -> tuple[np.ndarray | None, str]:
+        """A crop box from the detector (and, on the first frame, the fallback): ``(box or None, source)``."""
+        from tdd_lite.data.detect import detect_box
+
+        t0 = time.perf_counter()
+        try:
+            if self.detector == "gt":
+                if gt_lmk is None or not np.isfinite(gt_lmk).all():
+                    return None, "gt-missing"
+                return detect_box(image, "gt", gt_lmk, self.enlarge), "gt"
+            box = detect_box(image, self.detector, enlarge=self.enlarge)
+            if box is not None:
+                return box, self.detector
+            if self.detector == "mtcnn":
+                box = detect_box(image, "haar", enlarge=self.enlarge)
+                if box is not None:
+                    return box, "haar"
+            if not first:
+                return None, "none"
+            if self.fallback == "gt" and gt_lmk is not None and np.isfinite(gt_lmk).all():
+                return detect_box(image, "gt", gt_lmk, self.enlarge), "fallback-gt"
+            h, w = image.shape[:2]
+            return square_box(np.float64(w / 2), np.float64(h / 2), np.float64(0.6 * min(h, w))), "fallback-centre"
+        finally:
+            self.detector_seconds += time.perf_counter() - t0
+
+    def _estimate(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        self.crop_box = np.asarray(box, np.float64)  # the crop being estimated (read by test oracles)
+        lmk01, alpha_id = self.predict(image_to_tensor(crop_image(image, box, self.size, self.border)))
+        return from_crop(np.asarray(lmk01, np.float64).reshape(-1, 2), box), alpha_id
+
+    def lost_reason(self, lmk_px: np.ndarray, alpha_id: np.ndarray | None, image_shape: tuple[int, ...]
+                    ) -> str | None:
+        """Why this estimate looks lost (``outside``, ``size-jump``, ``shape``, ``invalid``), or None."""
+        if not np.isfinite(lmk_px).all():
+            return "invalid"
+        x0, y0, x1, y1 = landmark_bbox(lmk_px)
+        h, w = image_shape[:2]
+        area = max(x1 - x0, 1e-6) * max(y1 - y0, 1e-6)
+        inside = max(0.0, min(x1, w) - max(x0, 0)) * max(0.0, min(y1, h) - max(y0, 0)) / area
+        if inside < self.min_inside:
+            return "outside"
+        side = max(x1 - x0, y1 - y0)
+        if self.last_side is not None and not (1 / self.max_scale_jump <= side / self.last_side
+                                               <= self.max_scale_jump):
+            return "size-jump"
+        if alpha_id is not None and float(np.sqrt(np.mean(np.square(alpha_id)))) > self.max_alpha_rms:
+            return "shape"
+        return None
+
+    # ------------------------------------------------------------------------------------------- one frame
+    def step(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> TrackStep:
+        """Estimate the landmarks of the next frame (H, W, 3) uint8 RGB; ``gt_lmk`` only for ``detector="gt"``
+        or the ``"gt"`` fallback."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise UsageError(f"frame {self.frame_index + 1}: expected an (H, W, 3) uint8 RGB image, "
+                             f"got {image.dtype}{tuple(image.shape)}")
+        self.frame_index += 1
+        first = self.next_box is None
+        if first:
+            box, source = self.detect(image, gt_lmk, first=True)
+            self.first_source = source
+            status = "detected"
+        else:
+            box, source, status = self.next_box, "previous", "tracked"
+        lmk, alpha_id = self._estimate(image, box)
+        reason = None
+        if self.redetect == "auto":
+            reason = self.lost_reason(lmk, alpha_id, image.shape)
+            if reason is not None and not first:
+                new_box, new_source = self.detect(image, gt_lmk, first=False)
+                if new_box is not None:
+                    box, source, status = new_box, new_source, "redetected"
+                    lmk, alpha_id = self._estimate(image, box)
+                    reason2 = self.lost_reason(lmk, alpha_id, image.shape)
+                    if reason2 is not None and reason2 != "size-jump":
+                        status = "lost"
+                else:
+                    status = "lost"
+        if np.isfinite(lmk).all() and status != "lost":
+            self.next_box = np.asarray(box_from_landmarks(lmk, self.enlarge), np.float64)
+            x0, y0, x1, y1 = landmark_bbox(lmk)
+            self.last_side = float(max(x1 - x0, y1 - y0))
+        elif self.next_box is None or not np.isfinite(lmk).all():
+            # keep the crop we had (never place a crop from a non-finite estimate)
+            self.next_box = np.asarray(box, np.float64)
+        return TrackStep(lmk, np.asarray(box, np.float64), status, source, reason)
+
+    # ------------------------------------------------------------------------------------------ whole video
+    def run(self, frames: Iterable[np.ndarray], gt_landmarks: np.ndarray | None = None,
+            max_frames: int | None = None, progress: bool = False, desc: str = "track",
+            on_step: Callable[[int, np.ndarray, TrackStep], None] | None = None) -> TrackResult:
+        """Track every frame (up to ``max_frames``); ``on_step(k, frame, step)`` is called after each frame."""
+        from tqdm.auto import tqdm
+
+        self.reset()
+        steps: list[TrackStep] = []
+        total = None if gt_landmarks is None else len(gt_landmarks)
+        if max_frames is not None:
+            total = max_frames if total is None else min(total, max_frames)
+        t0 = time.perf_counter()
+        with tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False) as bar:
+            for k, frame in enumerate(frames):
+                if max_frames is not None and k >= max_frames:
+                    break
+                gt = None if gt_landmarks is None or k >= len(gt_landmarks) else gt_landmarks[k]
+                s = self.step(frame, gt)
+                steps.append(s)
+                if on_step is not None:
+                    on_step(k, frame, s)
+                bar.update(1)
+        seconds = time.perf_counter() - t0
+        if not steps:
+            from tdd_lite.errors import DataError
+
+            raise DataError("no frames to track (empty video or max_frames = 0)")
+        return TrackResult(np.stack([s.landmarks for s in steps]), np.stack([s.box for s in steps]),
+                           [s.status for s in steps], [s.source for s in steps], [s.reason for s in steps],
+                           seconds, self.detector_seconds)
+
+
+class TrackingCropper:
+    """The bare protocol without re-detection, driven by the caller (kept for notebook 02 and the tests):
+    ``image, box = cropper.next(frame, gt_lmk)``, then ``pred_px = cropper.update(pred01)``.
+
+    ``mode``: ``"haar"``, ``"mtcnn"`` or ``"gt"``; ``fallback``: ``"gt"`` (the ground-truth box when given) or
+    ``"centre"`` when the detector finds nothing on the first frame; :attr:`first_source` records which.
+    """
+
+    def __init__(self, size: int = 256, mode: str = "haar", enlarge: float = DEFAULT_ENLARGE,
+                 fallback: str = "gt", border: str = "replicate"):
+        if mode not in ("haar", "gt", "mtcnn"):
+            raise ValueError(f"mode must be 'haar', 'mtcnn' or 'gt', got {mode!r}")
+        if fallback not in ("gt", "centre"):
+            raise ValueError(f"fallback must be 'gt' or 'centre', got {fallback!r}")
+        self.size, self.mode, self.enlarge, self.fallback, self.border = size, mode, enlarge, fallback, border
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new video."""
+        self.box: np.ndarray | None = None
+        self.next_box: np.ndarray | None = None
+        self.first_source: str | None = None
+        self.frame_index = -1
+
+    def first_box(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> np.ndarray:
+        from tdd_lite.data.detect import detect_box
+
+        if self.mode == "gt":
+            self.first_source = "gt"
+            return detect_box(image, "gt", gt_lmk, self.enlarge)
+        box = detect_box(image, self.mode, enlarge=self.enlarge)
+        if box is not None:
+            self.first_source = self.mode
+            return box
+        if self.fallback == "gt" and gt_lmk is not None:
+            self.first_source = "fallback-gt"
+            return detect_box(image, "gt", gt_lmk, self.enlarge)
+        h, w = image.shape[:2]
+        self.first_source = "fallback-centre"
+        return square_box(np.float64(w / 2), np.float64(h / 2), np.float64(0.6 * min(h, w)))
+
+    def next(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Crop the next frame: ``((3, S, S) float32 tensor, box)``. Call :meth:`update` before the next one."""
+        if self.frame_index < 0:
+            box = self.first_box(image, gt_lmk)
+        elif self.next_box is None:
+            raise RuntimeError("TrackingCropper.update(pred) must be called after each next()")
+        else:
+            box = self.next_box
+        self.frame_index += 1
+        self.box, self.next_box = np.asarray(box, dtype=np.float64), None
+        return image_to_tensor(crop_image(image, self.box, self.size, self.border)), self.box.copy()
+
+    def update(self, pred_lmk01: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Record this frame's estimate (68, 2) in crop coordinates; returns it in image pixels."""
+        if self.box is None:
+            raise RuntimeError("call next() first")
+        p = pred_lmk01.detach().cpu().double().numpy() if isinstance(pred_lmk01, torch.Tensor) else \
+            np.asarray(pred_lmk01, dtype=np.float64)
+        px = from_crop(p.reshape(-1, 2), self.box)
+        if not np.isfinite(px).all():
+            raise ValueError(f"frame {self.frame_index}: the estimate contains NaN/inf; cannot place the next crop")
+        self.next_box = np.asarray(box_from_landmarks(px, self.enlarge))
+        return px
+
+
+def tracking_crops(frames: Iterable[np.ndarray], predict, size: int = 256, mode: str = "haar",
+                   gt_landmarks: np.ndarray | None = None, **kwargs) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Run the bare protocol over ``frames`` with ``predict(image (3,S,S)) -> (68, 2) crop coords``;
+    yields ``(pred_px (68, 2), box)`` per frame."""
+    cropper = TrackingCropper(size, mode, **kwargs)
+    for k, img in enumerate(frames):
+        gt = None if gt_landmarks is None else gt_landmarks[k]
+        x, box = cropper.next(img, gt)
+        yield cropper.update(predict(x)), box
