@@ -140,6 +140,14 @@ def _floats(path: Path, name: str, a, dtype=np.float64) -> np.ndarray:
 _finite = _floats  # the old name
 
 
+def _ndarray(path: Path, name: str, obj) -> np.ndarray:
+    """A value unpickled from ``path`` must already be a numpy array (a nested list could make numpy allocate
+    2**depth elements when converted)."""
+    if not isinstance(obj, np.ndarray | np.generic):
+        raise ModelFormatError(f"{path}: field '{name}': a {type(obj).__name__}; expected a numpy array")
+    return np.asarray(obj)
+
+
 def _stds(path: Path, name: str, a) -> np.ndarray:
     try:
         return check_std(name, _floats(path, name, a))
@@ -896,8 +904,8 @@ def load_flame(model_pkl: str | Path, landmark_embedding: str | Path | dict, *, 
     missing = [k for k in ("v_template", "f", "shapedirs") if k not in m]
     if missing:
         raise ModelFormatError(f"{p}: missing key(s) {missing} (the file has {sorted(map(str, m))})")
-    v = _floats(p, "v_template", m["v_template"])
-    sd = _floats(p, "shapedirs", m["shapedirs"])
+    v = _floats(p, "v_template", _ndarray(p, "v_template", m["v_template"]))
+    sd = _floats(p, "shapedirs", _ndarray(p, "shapedirs", m["shapedirs"]))
     if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] < 3:
         raise ModelFormatError(f"{p}: field 'v_template': shape {v.shape}; expected (N, 3)")
     n = v.shape[0]
@@ -909,7 +917,7 @@ def load_flame(model_pkl: str | Path, landmark_embedding: str | Path | dict, *, 
     if sd.shape[2] <= n_shape:
         raise ModelFormatError(f"{p}: field 'shapedirs': {sd.shape[2]} modes; expected n_shape={n_shape} identity "
                                "modes followed by expression modes")
-    tri = _triangles(p, "f", m["f"], n, one_based=False)
+    tri = _triangles(p, "f", _ndarray(p, "f", m["f"]), n, one_based=False)
     flat = sd.reshape(3 * n, -1)
     ids, exps = flat[:, :n_shape], flat[:, n_shape:]
     ki = _count(p, "identity modes (n_shape)", n_id, n_shape, "n_id")
@@ -922,8 +930,8 @@ def load_flame(model_pkl: str | Path, landmark_embedding: str | Path | dict, *, 
     for fk, bk in (("full_lmk_faces_idx", "full_lmk_bary_coords"), ("lmk_faces_idx", "lmk_bary_coords"),
                    ("lmk_face_idx", "lmk_b_coords")):
         if fk in emb and bk in emb:
-            faces = np.asarray(emb[fk]).reshape(-1)
-            bary = _floats(ep, bk, emb[bk])
+            faces = _ndarray(ep, fk, emb[fk]).reshape(-1)
+            bary = _floats(ep, bk, _ndarray(ep, bk, emb[bk]))
             break
     else:
         raise ModelFormatError(f"{ep}: no 68-point embedding (need full_lmk_faces_idx + full_lmk_bary_coords; "

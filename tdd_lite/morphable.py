@@ -33,8 +33,9 @@ from .errors import DataError
 N_LANDMARKS = 68
 
 # Limits for model files (checked from declared sizes *before* anything is allocated):
-MAX_ARRAY_ELEMENTS = 2**28  # elements in one array (2 GiB as float64; BFM 2009's shapePC has 3.2e7)
-MAX_MODEL_BYTES = 4 * 2**30  # declared bytes of all arrays read from one model file
+MAX_ARRAY_ELEMENTS = 2**26  # elements in one array: 512 MiB as float64, twice BFM 2009's shapePC (3.2e7)
+MAX_ARRAY_BYTES = 8 * MAX_ARRAY_ELEMENTS  # bytes of one array (so a member inflating to 1 GiB is refused)
+MAX_MODEL_BYTES = 2 * 2**30  # declared bytes of all arrays read from one model file
 MAX_NPZ_MEMBERS = 32  # members of an .npz archive
 MAX_INFO_BYTES = 1 << 20  # the JSON metadata inside a tdd_lite .npz
 MAX_NESTING = 32  # nesting depth of JSON metadata, pickled containers and other recursive structures
@@ -383,8 +384,8 @@ def read_npz_arrays(path: str | Path, allowed: Sequence[str] | None = None, *,
                 raise DataError(f"{p}: unexpected member {info.filename!r}; expected "
                                 f"{sorted(k + '.npy' for k in allowed) if allowed is not None else '*.npy members'}")
             where = f"{p}: field '{key}'"
-            limit = 128 + max_elements * 16  # header + the widest element (complex128)
-            if info.file_size > limit or total + info.file_size > max_bytes + 128 * len(infos):
+            limit = 16384 + max_elements * 8  # an .npy header (at most 10 kB) + float64 data
+            if info.file_size > limit or total + info.file_size > max_bytes + 16384 * len(infos):
                 raise DataError(f"{where}: the zip directory says it decompresses to {info.file_size} bytes; the "
                                 f"limit is {max_elements} elements per array and {max_bytes} bytes per file "
                                 "(a corrupt file or a zip bomb)")
@@ -399,6 +400,8 @@ def read_npz_arrays(path: str | Path, allowed: Sequence[str] | None = None, *,
                         raise DataError(f"{where}: header declares shape {shape} = {count} elements; the limit is "
                                         f"{max_elements} (MAX_ARRAY_ELEMENTS)")
                     nbytes = count * dtype.itemsize
+                    if nbytes > 8 * max_elements:
+                        raise DataError(f"{where}: header declares {nbytes} bytes; the limit is {8 * max_elements}")
                     if header_len + nbytes != info.file_size:
                         raise DataError(f"{where}: header declares shape {shape} of {dtype} ({nbytes} bytes) but the "
                                         f"member holds {info.file_size - header_len} bytes: truncated or corrupt")
