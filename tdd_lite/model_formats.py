@@ -361,7 +361,11 @@ def _mat_vars(p: Path) -> dict[str, tuple[str, tuple[int, ...], int, bool]]:
     if size > MAX_FILE_BYTES:
         raise ModelFormatError(f"{p}: {size} bytes; the limit is {MAX_FILE_BYTES} bytes (MAX_FILE_BYTES)")
     out: dict[str, tuple[str, tuple[int, ...], int, bool]] = {}
-    with open(p, "rb") as f:
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as e:
+        raise ModelFormatError(f"{p}: cannot read ({e.strerror or e})") from None
+    with f:
         head = f.read(128)
         if len(head) < 128:
             raise ModelFormatError(f"{p}: {len(head)} bytes; not a MATLAB v5/v7 .mat file (its header is 128 bytes)")
@@ -480,8 +484,11 @@ def read_exp_pca_bin(path: str | Path, n_vertices: int | None = None) -> tuple[n
     if size < 4:
         raise ModelFormatError(f"{p}: field 'K' (mode count): truncated: {size} bytes, expected at least a "
                                "4-byte mode count")
-    with open(p, "rb") as f:
-        k = struct.unpack("<i", f.read(4))[0]
+    if size > 4 + 8 * MAX_ARRAY_ELEMENTS:  # K modes + the mean, K * 3N <= MAX_ARRAY_ELEMENTS floats
+        raise ModelFormatError(f"{p}: field 'modes': {size} bytes; at most {MAX_ARRAY_ELEMENTS} mode values "
+                               "(MAX_ARRAY_ELEMENTS) are read")
+    raw = _read_bytes(p)
+    k = struct.unpack("<i", raw[:4])[0]
     if not 0 < k < 10000:
         raise ModelFormatError(f"{p}: field 'K' (mode count): bad header: mode count {k} (expected a small positive "
                                "int32)")
@@ -496,7 +503,7 @@ def read_exp_pca_bin(path: str | Path, n_vertices: int | None = None) -> tuple[n
     if n_vertices is not None and n3 != 3 * n_vertices:
         raise ModelFormatError(f"{p}: field 'mean': holds {n3 // 3} vertices but {n_vertices} were expected: "
                                "mismatched vertex counts")
-    data = np.frombuffer(_read_bytes(p), dtype="<f4", offset=4)
+    data = np.frombuffer(raw, dtype="<f4", offset=4)
     mean = _floats(p, "mean", data[:n3])
     modes = _floats(p, "modes", data[n3:].reshape(k, n3)).T
     return mean, modes

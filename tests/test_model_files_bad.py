@@ -446,6 +446,21 @@ def _write(name: str, text: str) -> Callable[[Path], None]:
     return lambda d: (d / name).write_text(text)
 
 
+def _special(kind: str):
+    """A FIFO or a folder where a model file is expected: refused without blocking or reading."""
+    def build(tmp: Path):
+        p = tmp / {"fifo": "model.bin", "dir": "model.npz", "file": "FaceXModel"}[kind]
+        if kind == "fifo":
+            os.mkfifo(p)
+            return (lambda: load_eos(p)), "model.bin"
+        if kind == "dir":
+            p.mkdir()
+            return (lambda: load_npz(p)), "model.npz"
+        p.write_text("not a folder")
+        return (lambda: load_ict_facekit(p)), "FaceXModel"
+    return build
+
+
 # -------------------------------------------------------------------------------------------- the table
 @dataclass(frozen=True)
 class Case:
@@ -595,6 +610,9 @@ CASES = [
     Case("eos-mapping-deep", _eos("ibug_to_model.txt", mapping="x = " + "[" * 5000 + "]" * 5000 + "\n"),
          "nested deeper than the TOML parser allows"),
     # ICT-FaceKit folder
+    Case("special-fifo", _special("fifo"), "not a regular file"),
+    Case("special-folder-as-npz", _special("dir"), "not a regular file"),
+    Case("special-file-as-ict-folder", _special("file"), "an ICT-FaceKit model is a folder"),
     Case("ict-dotdot", _ict("vertex_indices.json", cfg={"expressions": ["../outside"]}),
          "field 'expressions[0]': '../outside' is not a plain file name inside the model folder"),
     Case("ict-absolute", _ict("vertex_indices.json", cfg={"expressions": ["/etc/passwd"]}),
@@ -626,7 +644,8 @@ CASES = [
 def test_the_table_is_big_and_distinct():
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 40
-    assert {c.id.split("-")[0] for c in CASES} >= {"npz", "bfm", "info", "exp", "exppca", "flame", "eos", "ict"}
+    assert {c.id.split("-")[0] for c in CASES} >= {"npz", "bfm", "info", "exp", "exppca", "flame", "eos", "ict",
+                                                    "special"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
