@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     require_valid(data, [v for ids in groups.values() for v in ids], skip_bad=args.skip_bad_frames,
                   command="evaluate")
     model = load_teaching_model()
-    net = load_alignment_net(ckpt, model)
+    net = load_alignment_net(ckpt, model, state=state)
     for name, ids in groups.items():
         r = evaluate_tracking(net, model, data, ids, size, args.mode, device, args.max_frames,
                               skip_bad=args.skip_bad_frames, label=name)

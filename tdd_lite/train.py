@@ -804,10 +804,19 @@ def load_checkpoint(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint (an interrupted copy?)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own chatter about pickle protocols of a foreign file
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
-                              f"values (loading it could run code; {_one_line(e, 160)})") from e
+        text = _one_line(e, 10_000)
+        glob = re.search(r"(?:unsupported GLOBAL|Unsupported global:?)\s+(?:GLOBAL\s+)?([\w.]+)", text)
+        if glob:
+            raise CheckpointError(f"{path}: refused: the file references the Python object {glob.group(1)} "
+                                  f"(loading it could run code); a checkpoint holds only tensors and plain "
+                                  f"values") from e
+        why = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        raise CheckpointError(f"{path}: cannot read checkpoint: not a PyTorch file, truncated or corrupted? "
+                              f"({why.group(1) if why else _one_line(e, 160)})") from e
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
         raise CheckpointError(f"{path}: cannot read checkpoint: not a complete PyTorch file, truncated or "
                               f"corrupted? ({type(e).__name__}: {_one_line(e, 160)})") from e
@@ -852,11 +861,14 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def load_alignment_net(path: str | Path, model3dmm: MorphableModel, device: str | torch.device = "cpu"
-                       ) -> AlignmentNet:
-    """G from a trainer checkpoint, in eval mode (what evaluation, tracking and later notebooks use)."""
+def load_alignment_net(path: str | Path, model3dmm: MorphableModel, device: str | torch.device = "cpu",
+                       state: dict | None = None) -> AlignmentNet:
+    """G from a trainer checkpoint, in eval mode (what evaluation, tracking and later notebooks use).
+
+    ``state``: what :func:`load_checkpoint` already returned for ``path`` (saves reading the file twice).
+    """
     path = Path(path)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path) if state is None else state
     if (state["n_id"], state["n_exp"]) != (model3dmm.n_id, model3dmm.n_exp):
         raise CheckpointError(f"{path}: G was trained for a 3DMM with {state['n_id']} identity + {state['n_exp']} "
                               f"expression modes, this 3DMM has {model3dmm.n_id} + {model3dmm.n_exp}")
