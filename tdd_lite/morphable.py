@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import math
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -345,8 +347,10 @@ def _read_npy_header(f, where: str) -> tuple[tuple[int, ...], bool, np.dtype, in
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError) as e:
-        raise DataError(f"{where}: not a valid .npy array header ({e})") from e
+    except DataError:
+        raise
+    except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
+        raise DataError(f"{where}: not a valid .npy array header ({type(e).__name__}: {e})") from None
     return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), f.tell()
 
 
@@ -418,7 +422,8 @@ def read_npz_arrays(path: str | Path, allowed: Sequence[str] | None = None, *,
                     f.read(1)  # reach the end of the member: zipfile verifies its CRC-32 there
             except DataError:
                 raise
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as e:
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, RuntimeError,
+                    NotImplementedError, ValueError) as e:  # corrupt deflate/bzip2/lzma data, encrypted members
                 raise DataError(f"{where}: cannot read the member ({type(e).__name__}: {e})") from e
             arr = np.frombuffer(buf, dtype=dtype, count=count) if count else np.zeros(0, dtype)
             out[key] = arr.reshape(shape, order="F" if fortran else "C")

@@ -859,3 +859,59 @@ def test_declared_size_limit_is_the_stated_constant(tmp_path):
     with pytest.raises(DataError, match=rf"model.npz: field 'mean_shape': header declares shape "
                                         rf"\({MAX_ARRAY_ELEMENTS + 1},\) = {MAX_ARRAY_ELEMENTS + 1} elements"):
         load_npz(p)
+
+
+# ------------------------------------------------------------------------------------------- corruption fuzz
+def _fuzz_targets(tmp: Path) -> dict[Path, Callable[[Path], object]]:
+    save_npz(_arrays(), tmp / "model.npz")
+    mm, info, exp = _bfm_files(tmp, compress=True)
+    (tmp / "model.bin").write_bytes(_eos_bytes(landmarks=False))
+    (tmp / "map.txt").write_text(_toml_mapping(FULL_MAPPING))
+    (tmp / "generic_model.pkl").write_bytes(pickle.dumps(_flame_dict(), protocol=5))
+    faces, bary = _embedding()
+    np.save(tmp / "landmark_embedding.npy", {"full_lmk_faces_idx": faces[None], "full_lmk_bary_coords": bary[None]},
+            allow_pickle=True)
+    d = _ict_folder(tmp)
+    return {
+        tmp / "model.npz": load_npz,
+        mm: lambda p: load_bfm2009(p, exp, info),
+        info: lambda p: load_bfm2009(mm, exp, p),
+        tmp / "model.bin": lambda p: load_eos(p, landmark_mapping=tmp / "map.txt"),
+        tmp / "map.txt": lambda p: load_eos(tmp / "model.bin", landmark_mapping=p),
+        tmp / "generic_model.pkl": lambda p: load_flame(p, tmp / "landmark_embedding.npy", n_shape=KS),
+        tmp / "landmark_embedding.npy": lambda p: load_flame(tmp / "generic_model.pkl", p, n_shape=KS),
+        d / "vertex_indices.json": lambda p: load_ict_facekit(d),
+        d / "identity001.obj": lambda p: load_ict_facekit(d),
+    }
+
+
+def test_corrupted_files_raise_only_data_error(tmp_path):
+    """Seeded byte flips, truncations and insertions in every format: each file loads or raises DataError."""
+    import random
+
+    rng = random.Random(0)
+    outcomes: dict[str, int] = {}
+    for path, call in _fuzz_targets(tmp_path).items():
+        good = path.read_bytes()
+        for trial in range(30):
+            data = bytearray(good)
+            if trial % 3 == 0:
+                for _ in range(rng.randint(1, 4)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            elif trial % 3 == 1:
+                data = data[:rng.randrange(len(data))]
+            else:
+                at = rng.randrange(len(data))
+                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+            path.write_bytes(bytes(data))
+            try:
+                call(path)
+                outcome = "loaded"
+            except DataError as e:
+                assert path.name in str(e) or path.parent.name in str(e), str(e)
+                outcome = "DataError"
+            except Exception as e:  # noqa: BLE001 - nothing else may escape
+                pytest.fail(f"{path.name} trial {trial}: {type(e).__name__}: {e}")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        path.write_bytes(good)
+    assert outcomes.get("DataError", 0) > 150  # most corruptions are detected, not silently loaded
