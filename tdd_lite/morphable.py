@@ -347,8 +347,8 @@ def _read_npy_header(f, where: str) -> tuple[tuple[int, ...], bool, np.dtype, in
             shape, fortran, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except DataError:
-        raise
+    except (DataError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError):
+        raise  # a damaged archive member (bad CRC, corrupt deflate data): reported by the caller
     except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
         raise DataError(f"{where}: not a valid .npy array header ({type(e).__name__}: {e})") from None
     return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), f.tell()
