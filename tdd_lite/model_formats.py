@@ -991,7 +991,8 @@ class _Reader:
         if rows < 0 or cols < 0 or rows * cols > MAX_ARRAY_ELEMENTS:
             raise ModelFormatError(f"{self.path}: field '{what}': impossible size {rows} x {cols} (at most "
                                    f"{MAX_ARRAY_ELEMENTS} elements): corrupt file")
-        a = np.frombuffer(self.take(4 * rows * cols, what), dtype="<f4").astype(np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs: refused later by the finite checks, with the field
+            a = np.frombuffer(self.take(4 * rows * cols, what), dtype="<f4").astype(np.float64)
         return a.reshape(cols, rows).T  # Eigen stores column-major
 
     def string(self, what: str) -> str:
