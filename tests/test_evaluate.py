@@ -41,3 +41,29 @@ def test_tracking_nme_matches_a_manual_replay(data):
     assert r["frames"] == 4
     assert np.isclose(r["nme"], 100 * np.mean(errs), rtol=1e-4)
     assert r["nme"] > 0
+
+
+def test_a_list_of_video_ids_is_the_same_as_the_split_name(data):
+    torch.manual_seed(0)
+    model = load_teaching_model()
+    net = AlignmentNet.for_model(model).eval()
+    by_name = evaluate_tracking(net, model, data, "A", 64, mode="gt", progress=False)
+    ids = list(by_name["per_video"])
+    by_ids = evaluate_tracking(net, model, data, ids, 64, mode="gt", progress=False)
+    assert by_ids["frames"] == by_name["frames"] == 4
+    assert np.isclose(by_ids["nme"], by_name["nme"], rtol=1e-6)  # the same computation, run twice
+
+
+def test_skip_bad_scores_only_frames_with_a_readable_ground_truth(data, tmp_path):
+    import shutil
+
+    root = shutil.copytree(data, tmp_path / "s")
+    seq = load_split(root, "A")[0]
+    (seq.annot_dir / "000001.pts").write_text("not a pts file\n")  # the first frame: tracking starts at frame 1
+    torch.manual_seed(0)
+    model = load_teaching_model()
+    net = AlignmentNet.for_model(model).eval()
+    with pytest.raises(ValueError):
+        evaluate_tracking(net, model, root, "A", 64, mode="gt", progress=False)
+    r = evaluate_tracking(net, model, root, "A", 64, mode="gt", progress=False, skip_bad=True)
+    assert r["frames"] == 3 and np.isfinite(r["nme"])
