@@ -1,4 +1,4 @@
-"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate``.
+"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate | track``.
 
 Each subcommand lives in the module that does the work; that module defines ``add_arguments(parser)`` and
 ``run(args) -> int``. This file only dispatches (modules are imported lazily so ``--help`` is instant) and
@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check-data": ("tdd_lite.data.vw300", "validate a 300VW-layout folder and print a report"),
     "train": ("tdd_lite.train", "train G with the three displacement discriminators"),
     "evaluate": ("tdd_lite.evaluate", "NME of a checkpoint on 300VW-layout test videos (tracking protocol)"),
+    "track": ("tdd_lite.track", "landmarks of a video or image folder with a checkpoint (tracking protocol)"),
 }
 
 

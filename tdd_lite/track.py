@@ -14,6 +14,10 @@ On a trigger the detector runs on the same frame and the frame is estimated agai
 (status ``redetected``); if the detector finds nothing the estimate is kept and the status is ``lost``.
 ``redetect="never"`` reproduces the paper's protocol exactly (no checks, never a second look).
 
+The command ``tdd-lite track VIDEO --checkpoint C --out DIR`` runs it on any video OpenCV reads or a folder of
+images and writes ``DIR/vid.avi`` + ``DIR/annot/%06d.pts`` (one 300VW video folder: ``check-data`` and
+``evaluate --videos`` read it), ``DIR/overlay.mp4`` and ``DIR/track.json``.
+
 Usage::
 
     tracker = Tracker(net_predictor(net, model3dmm), size=64, detector="mtcnn")
@@ -26,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,8 +66,10 @@ def net_predictor(net: torch.nn.Module, model3dmm, device: str | torch.device = 
     def predict(image: torch.Tensor) -> Prediction:
         out = net(image[None].to(device))
         lmk = predict_landmarks(model3dmm, out)[0]
-        return lmk.double().cpu().numpy(), out[0][0].double().cpu().numpy()
+        predict.last = tuple(o[0].double().cpu() for o in out)  # (alpha_id, alpha_exp, camera in crop coords)
+        return lmk.double().cpu().numpy(), predict.last[0].numpy()
 
+    predict.last = None
     return predict
 
 
@@ -343,3 +350,152 @@ def tracking_crops(frames: Iterable[np.ndarray], predict, size: int = 256, mode:
         gt = None if gt_landmarks is None else gt_landmarks[k]
         x, box = cropper.next(img, gt)
         yield cropper.update(predict(x)), box
+
+
+# ============================================================================================ the command
+TRACK_MARKER = "track.json"
+
+
+def add_arguments(p) -> None:
+    from tdd_lite.errors import positive_float, positive_int
+
+    p.add_argument("video", help="a video file OpenCV reads, or a folder of images (sorted by name)")
+    p.add_argument("--checkpoint", required=True, help="a trainer checkpoint (tdd-lite train)")
+    p.add_argument("--out", required=True, help="output folder (a 300VW video folder: vid.avi, annot/, ...)")
+    p.add_argument("--filter", default="none", help="stabiliser on the output landmarks (tdd_lite.filters): "
+                   "none, centred, moving, one-euro, one-euro-mediapipe, kalman (default none)")
+    p.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
+                   help="first-frame / re-detection face detector (default mtcnn, the paper's)")
+    p.add_argument("--redetect", choices=REDETECT, default="auto",
+                   help="auto: re-detect when the estimate is lost; never: the paper's protocol exactly")
+    p.add_argument("--mesh", action="store_true", help="draw the fitted 3D mesh in the overlay video")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="track at most this many frames")
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate of an image folder (default 30)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier tdd-lite track output")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    """A fresh partial folder beside ``out``; refuses to replace anything that is not an earlier track output."""
+    import os
+    import shutil
+
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise UsageError(f"--out {out}: exists and is not a folder")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise UsageError(f"--out {out}: exists and is not empty (pass --overwrite to replace an earlier "
+                                 "track output)")
+            if not (out / TRACK_MARKER).is_file():
+                raise UsageError(f"--out {out}: not a tdd-lite track output (no {TRACK_MARKER}); refusing to "
+                                 "replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # earlier interrupted runs (ours: named so)
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            pass
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "annot").mkdir(parents=True)
+    return tmp
+
+
+def _mesh_overlay(frame: np.ndarray, model3dmm, outputs, box: np.ndarray, triangles) -> np.ndarray:
+    from tdd_lite.data.crops import camera_from_crop
+    from tdd_lite.render import image_vertices, render
+
+    alpha_id, alpha_exp, cam01 = outputs
+    shape = model3dmm.shape(alpha_id[None].to(model3dmm.mean_shape), alpha_exp[None].to(model3dmm.mean_shape))[0]
+    cam = camera_from_crop(cam01.numpy(), np.asarray(box, np.float64))
+    drawn = render(image_vertices(shape, cam), triangles, background=frame)
+    return (0.5 * frame + 0.5 * drawn).astype(np.uint8)
+
+
+def run(args) -> int:
+    import json
+    import os
+    import shutil
+
+    from tdd_lite.config import pick_device
+    from tdd_lite.data.pts import write_pts
+    from tdd_lite.errors import DataError
+    from tdd_lite.filters import make_filter
+    from tdd_lite.morphable import load_teaching_model
+    from tdd_lite.render import draw_landmarks
+    from tdd_lite.train import load_alignment_net, load_checkpoint
+    from tdd_lite.video_io import FrameSource, OverlayWriter
+
+    filt = make_filter(args.filter)
+    source = FrameSource(args.video, fps=args.fps)
+    state = load_checkpoint(args.checkpoint)
+    size = int(state["config"]["image_size"])
+    device = pick_device(args.device)
+    model = load_teaching_model()
+    net = load_alignment_net(args.checkpoint, model)
+    predict = net_predictor(net, model, device)
+    out = Path(args.out)
+    tmp = _prepare_out(out, args.overwrite)
+    overlay = None if args.no_overlay else OverlayWriter(tmp / "overlay.mp4", source.fps)
+    video = OverlayWriter(tmp / "vid.avi", source.fps)  # MJPG .avi: the 300VW layout's vid.avi
+    mesh_steps: list = []
+    frame_size: list[int] = []
+    try:
+        tracker = Tracker(predict, size, detector=args.detector, redetect=args.redetect)
+
+        def keep(k: int, frame: np.ndarray, step: TrackStep) -> None:  # stream: no video is held in memory
+            video.write(frame)
+            frame_size[:] = [int(frame.shape[1]), int(frame.shape[0])]
+            if args.mesh and overlay is not None:
+                mesh_steps.append((predict.last, step.box))
+
+        result = tracker.run(source, max_frames=args.max_frames, progress=not args.no_progress,
+                             desc=f"track {source.path.name}", on_step=keep)
+        raw = result.landmarks
+        bad = [k for k in range(len(raw)) if not np.isfinite(raw[k]).all()]
+        if bad:
+            raise DataError(f"{args.video}: frame {bad[0]}: G produced a non-finite estimate "
+                            f"({len(bad)} frames); the checkpoint may be broken")
+        lmk = filt.apply(raw) if args.filter != "none" else raw
+        for k, p in enumerate(lmk):
+            write_pts(tmp / "annot" / f"{k + 1:06d}.pts", p)
+        video.close()
+        if overlay is not None:  # second pass over the input: the filtered landmarks are known only now
+            tri = np.asarray(model.triangles)
+            for k, frame in enumerate(source):
+                if k >= len(lmk):
+                    break
+                img = _mesh_overlay(frame, model, *mesh_steps[k], tri) if args.mesh else frame
+                colour = (255, 40, 40) if result.status[k] == "lost" else (255, 230, 0)  # yellow; red when lost
+                overlay.write(draw_landmarks(img, lmk[k], color=colour, connect=True))
+            overlay.close()
+        info = {"tool": "tdd-lite track", "video": str(args.video), "checkpoint": str(args.checkpoint),
+                "image_size": size, "detector": args.detector, "redetect": args.redetect, "filter": args.filter,
+                "filter_lookahead": int(filt.lookahead), "first_source": tracker.first_source,
+                "frame_size": frame_size, "fps_input": source.fps,
+                **result.to_json()}
+        (tmp / TRACK_MARKER).write_text(json.dumps(info, sort_keys=True) + "\n")
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        video.close(keep=False)
+        if overlay is not None:
+            overlay.close(keep=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"{len(lmk)} frames at {result.fps:.1f} frames/s ({result.redetections} re-detections, "
+          f"{result.lost_frames} lost) -> {out}/annot, {out}/{TRACK_MARKER}"
+          + ("" if args.no_overlay else f", {out}/overlay.mp4"))
+    return 0
+

@@ -130,3 +130,17 @@ def test_camera_to_crop_matches_to_crop_of_projection():
     np.testing.assert_allclose(crops.camera_to_crop(cam.numpy(), box.numpy()), crops.camera_to_crop(cam, box).numpy())
     with pytest.raises(ValueError, match="camera"):
         crops.camera_to_crop(np.zeros(7), np.zeros(4))
+
+
+def test_camera_from_crop_is_the_inverse_and_matches_from_crop_of_projection():
+    from tdd_lite.camera import project
+
+    g = torch.Generator().manual_seed(3)
+    cam = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    box = torch.tensor([[10.0, 20.0, 110.0, 120.0]], dtype=torch.float64).expand(5, 4)
+    x = torch.randn(5, 68, 3, generator=g, dtype=torch.float64)
+    back = crops.camera_from_crop(crops.camera_to_crop(cam, box), box)
+    np.testing.assert_allclose(back.numpy(), cam.numpy(), atol=1e-12)
+    # independent: projecting with the image camera == mapping the crop projection back to pixels
+    np.testing.assert_allclose(project(x, crops.camera_from_crop(cam, box)).numpy(),
+                               crops.from_crop(project(x, cam), box).numpy(), atol=1e-10)

@@ -158,6 +158,19 @@ def camera_to_crop(camera: Array, box: Array) -> Array:
     return _cat([row_x, row_y])
 
 
+def camera_from_crop(camera01: Array, box: Array) -> Array:
+    """The inverse of :func:`camera_to_crop`: a camera projecting into ``box``'s [0, 1] crop -> image pixels."""
+    if camera01.shape[-1] != 8:
+        raise ValueError(f"camera must have shape (..., 8), got {tuple(camera01.shape)}")
+    _check_box(box)
+    w = (box[..., 2] - box[..., 0])[..., None]
+    h = (box[..., 3] - box[..., 1])[..., None]
+    zero = box[..., 0:1] * 0
+    row_x = camera01[..., 0:4] * w + _cat([zero, zero, zero, box[..., 0:1]])
+    row_y = camera01[..., 4:8] * h + _cat([zero, zero, zero, box[..., 1:2]])
+    return _cat([row_x, row_y])
+
+
 def _cat(items: list[Array]) -> Array:
     if isinstance(items[0], torch.Tensor):
         return torch.cat(items, dim=-1)
