@@ -58,20 +58,21 @@ def guarded(prog: str, fn: Callable[[], int | None], debug: bool = False) -> int
         return int(fn() or 0)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except BaseException as e:  # noqa: BLE001 - every escape becomes one line (a traceback only with --debug)
         if debug:
             traceback.print_exc()
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except TddError as e:
-        code, text = e.exit_code, str(e)
-    except OSError as e:
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        code, text = 1, f"{where}{e.strerror or e}"
-    except Exception as e:  # noqa: BLE001 - a bug, not a user error; still one line unless --debug
-        code, text = 1, f"internal error ({type(e).__name__}: {e}); rerun with --debug and report the traceback"
-    if debug:
-        traceback.print_exc()
+        if isinstance(e, KeyboardInterrupt):
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        if isinstance(e, TddError):
+            code, text = e.exit_code, str(e)
+        elif isinstance(e, OSError):
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            code, text = 1, f"{where}{e.strerror or e}"
+        elif isinstance(e, Exception):  # a bug, not a user error
+            code, text = 1, f"internal error ({type(e).__name__}: {e}); rerun with --debug and report the traceback"
+        else:
+            raise
     print(f"{prog}: error: {text}", file=sys.stderr)
     return code
 
