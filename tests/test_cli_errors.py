@@ -205,8 +205,6 @@ def test_python_m_entry_points_give_the_same_one_line_errors(env, module, args, 
     assert_one_line_error(Result(p.returncode, p.stdout, p.stderr), code, phrase, prog=f"python -m {module}")
 
 
-@pytest.mark.xfail(reason="tdd_lite/cli.py guarded() calls traceback.print_exc() after the except block, where no "
-                          "exception is current, so it prints 'NoneType: None' (fix needed in cli.py)", strict=False)
 @pytest.mark.parametrize("how", ["--debug", "TDD_DEBUG=1"])
 def test_debug_shows_the_traceback(env, how):
     argv = ["train", "--config", "smoke", "--data", str(env.nope), "--out", str(env.newout)]
