@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     argv, debug = pop_debug(sys.argv[1:] if argv is None else list(argv))
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = build_parser(only=command)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # report an unknown option under the subcommand's name (argparse would use the top level's)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        (sub.choices.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2
