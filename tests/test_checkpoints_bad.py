@@ -287,7 +287,7 @@ def test_the_good_checkpoint_evaluates_and_resumes(run, work):
     """The control: the unmutated checkpoint passes the same commands."""
     r = run_cli("evaluate", run.ckpt, "--data", run.root, "--mode", "gt", "--max-frames", "1", "--videos", "002",
                 cwd=work)
-    assert r.code == 0 and "videos: NME" in r.out, r.text
+    assert r.code == 0 and "videos: tracking: NME" in r.out, r.text
     out = work / "out"
     out.mkdir()
     os.link(run.ckpt, out / T.CHECKPOINT_NAME)

@@ -1,0 +1,168 @@
+"""Evaluation reports: the paper's table layout (methods x 300VW categories) in Markdown, CSV and JSON, plus
+per-video rows and a CED plot. Reads a results dict (what :func:`tdd_lite.evaluate.evaluate_videos` returns);
+never reaches into the trainer or the tracker.
+
+Results layout::
+
+    {"meta": {...}, "methods": {NAME: {"categories": {CAT: category_metrics row},
+                                       "videos": {VID: video_metrics row + {"category": CAT}},
+                                       "frame_nme": {CAT: [per-frame NME, ...]}}}}
+
+All metrics are fractions in the dict (x100 for % in the tables); 3D metrics are millimetres.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+# (key, header, kind): kind "pct" = x100 with 3 decimals, "num" = 3 decimals, "int", "mm" = 2 decimals
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("nme", "NME %", "pct"), ("nme_io", "NME io %", "pct"), ("auc", "AUC@0.08", "num"),
+    ("failure", "fail %", "pct"), ("dnme", "dNME %", "pct"), ("accel", "accel %", "pct"),
+    ("jitter_ratio", "jitter", "num"), ("static_spread", "static %", "pct"), ("lag", "lag (frames)", "num"),
+    ("lost_tracks", "lost tracks", "int"), ("lost_frames", "lost frames", "int"),
+    ("identity_spread", "id spread mm", "mm"), ("expression_error", "exp error mm", "mm"),
+    ("landmark3d_error", "3D error mm", "mm"), ("frames", "frames", "int"), ("videos", "videos", "int"),
+)
+PAPER_NME = {"A": 2.495, "B": 2.549, "C": 2.734}  # Table 2/3 of the paper (real 300VW, BFM): for reference only
+
+
+def fmt(value: Any, kind: str) -> str:
+    """One table cell ('-' for a metric that is undefined here)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if kind == "pct":
+        return f"{100 * value:.3f}"
+    if kind == "mm":
+        return f"{value:.2f}"
+    if kind == "int":
+        return str(int(value))
+    return f"{value:.3f}"
+
+
+def _categories(results: dict) -> list[str]:
+    cats: list[str] = []
+    for m in results["methods"].values():
+        cats += [c for c in m["categories"] if c not in cats]
+    return cats
+
+
+def paper_table(results: dict, key: str = "nme") -> str:
+    """Markdown: one row per method, one column per category (the paper's Table 2/3 layout)."""
+    cats = _categories(results)
+    kind = dict((k, kd) for k, _, kd in COLUMNS)[key]
+    head = dict((k, h) for k, h, _ in COLUMNS)[key]
+    lines = [f"| method ({head}) | " + " | ".join(cats) + " |", "|---|" + "---|" * len(cats)]
+    for name, m in results["methods"].items():
+        cells = [fmt(m["categories"].get(c, {}).get(key), kind) for c in cats]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def category_table(results: dict, category: str) -> str:
+    """Markdown: every metric of every method on one category."""
+    lines = ["| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for name, m in results["methods"].items():
+        row = m["categories"].get(category)
+        if row is not None:
+            lines.append(f"| {name} | " + " | ".join(fmt(row.get(k), kd) for k, _, kd in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    meta = results.get("meta", {})
+    parts = ["# Evaluation under the tracking protocol", ""]
+    if meta:
+        parts += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta.items() if not isinstance(v, dict)]
+        parts.append("")
+    parts += ["## NME (%) by category, the paper's layout", "", paper_table(results), "",
+              "Paper (real 300VW, BFM, MTCNN first frame): " + ", ".join(f"{c} {v}%" for c, v in PAPER_NME.items())
+              + ". Numbers on Synth300VW with the teaching 3DMM are not comparable with these.", ""]
+    for c in _categories(results):
+        parts += [f"## Category {c}: every metric", "", category_table(results, c), ""]
+    parts += ["## Per video", ""]
+    vid_cols = [c for c in COLUMNS if c[0] != "videos"]
+    parts += ["| method | video | category | " + " | ".join(h for _, h, _ in vid_cols) + " |",
+              "|---|---|---|" + "---|" * len(vid_cols)]
+    for name, m in results["methods"].items():
+        for vid, row in m["videos"].items():
+            parts.append(f"| {name} | {vid} | {row.get('category', '')} | "
+                         + " | ".join(fmt(row.get(k), kd) for k, _, kd in vid_cols) + " |")
+    return "\n".join(parts) + "\n"
+
+
+def csv_text(results: dict) -> str:
+    """CSV: one line per (method, category) and per (method, video); raw fractions (not %)."""
+    buf = io.StringIO()
+    keys = [k for k, _, _ in COLUMNS]
+    w = csv.writer(buf)
+    w.writerow(["method", "level", "name", "category"] + keys)
+    for name, m in results["methods"].items():
+        for c, row in m["categories"].items():
+            w.writerow([name, "category", c, c] + ["" if row.get(k) is None else row.get(k) for k in keys])
+        for vid, row in m["videos"].items():
+            w.writerow([name, "video", vid, row.get("category", "")]
+                       + ["" if row.get(k) is None else row.get(k) for k in keys])
+    return buf.getvalue()
+
+
+def ced_figure(results: dict, threshold: float = 0.08):
+    """Cumulative error distribution of per-frame NME (bbox), one panel per category, one curve per method."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cats = _categories(results)
+    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.6), squeeze=False, sharey=True)
+    x = np.linspace(0, threshold, 200)
+    for ax, c in zip(axes[0], cats):
+        for name, m in results["methods"].items():
+            e = np.asarray(m.get("frame_nme", {}).get(c, []), float)
+            if e.size:
+                auc = m["categories"][c].get("auc")
+                ax.plot(100 * x, (e[None, :] <= x[:, None]).mean(1),
+                        label=f"{name} (AUC {auc:.3f})" if auc is not None else name)
+        ax.set_title(f"category {c}")
+        ax.set_xlabel("NME (bbox) %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_ylabel("fraction of frames")
+    fig.tight_layout()
+    return fig
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
+    """Write ``report.md``, ``report.csv``, ``report.json`` and ``ced.png`` into ``out`` (each atomically)."""
+    import matplotlib
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "report.md", "csv": out / "report.csv", "json": out / "report.json", "ced": out / "ced.png"}
+    _atomic_write(paths["md"], markdown(results))
+    _atomic_write(paths["csv"], csv_text(results))
+    _atomic_write(paths["json"], json.dumps(results, indent=1, sort_keys=False, default=float) + "\n")
+    backend = matplotlib.get_backend()
+    fig = ced_figure(results)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    _atomic_write(paths["ced"], buf.getvalue())
+    del backend
+    return paths
