@@ -67,3 +67,48 @@ def test_skip_bad_scores_only_frames_with_a_readable_ground_truth(data, tmp_path
         evaluate_tracking(net, model, root, "A", 64, mode="gt", progress=False)
     r = evaluate_tracking(net, model, root, "A", 64, mode="gt", progress=False, skip_bad=True)
     assert r["frames"] == 3 and np.isfinite(r["nme"])
+
+
+def test_evaluate_videos_rows_agree_with_the_metrics_and_the_report(data, tmp_path):
+    """evaluate_videos: the category row is the metrics of the pooled frames, filters add rows, the GT-crop row
+    is the convenient protocol; the written report's tables are the JSON's numbers."""
+    import csv
+    import json
+
+    from tdd_lite.evaluate import GT_CROPS, evaluate_videos
+    from tdd_lite.filters import make_filter
+    from tdd_lite.metrics import nme as nme_fn
+    from tdd_lite.report import write_report
+
+    torch.manual_seed(0)
+    model = load_teaching_model()
+    net = AlignmentNet.for_model(model).eval()
+    ids = load_split(data, "A")
+    groups = {"A": [s.name for s in ids]}
+    r = evaluate_videos(net, model, data, groups, 64, detector="gt", redetect="never",
+                        filters=["none", "moving"], progress=False, keep_streams=True)
+    assert set(r["methods"]) == {"tracking", "tracking + moving", GT_CROPS}
+    for name in r["methods"]:
+        frames = np.concatenate([[float(nme_fn(p, g)) for p, g in zip(s[name], s["gt"])]
+                                 for s in r["streams"].values()])
+        assert np.isclose(r["methods"][name]["categories"]["A"]["nme"], frames.mean(), rtol=1e-9)
+    s = next(iter(r["streams"].values()))
+    np.testing.assert_allclose(s["tracking + moving"], make_filter("moving").apply(s["tracking"]))
+    # the GT-crop row crops every frame from its own true box (the replay above does that by hand)
+    seq = ids[0]
+    box = crops.box_from_landmarks(seq.landmarks[2])
+    img = image_to_tensor(crops.crop_image(seq.frame(2), box, 64))
+    with torch.no_grad():
+        px = crops.from_crop(predict_landmarks(model, net(img[None]))[0].double().numpy(), box)
+    np.testing.assert_allclose(r["streams"][seq.name][GT_CROPS][2], px, atol=1e-4)
+    del r["streams"]
+    paths = write_report(r, tmp_path / "rep")
+    assert paths["ced"].stat().st_size > 1000
+    back = json.loads(paths["json"].read_text())
+    assert back["methods"]["tracking"]["categories"]["A"]["nme"] == pytest.approx(
+        r["methods"]["tracking"]["categories"]["A"]["nme"])
+    rows = list(csv.DictReader(paths["csv"].open()))
+    cat = [x for x in rows if x["method"] == "tracking" and x["level"] == "category"][0]
+    assert float(cat["nme"]) == pytest.approx(r["methods"]["tracking"]["categories"]["A"]["nme"])
+    md = paths["md"].read_text()
+    assert f"| tracking | {100 * r['methods']['tracking']['categories']['A']['nme']:.3f} |" in md
