@@ -128,3 +128,17 @@ def test_nan_estimate_never_places_a_crop():
     assert np.isnan(r.landmarks[2]).all() and np.isfinite(r.boxes).all()
     np.testing.assert_allclose(r.boxes[3], r.boxes[2])  # the crop is kept
     np.testing.assert_allclose(r.landmarks[5], gt[5], atol=1e-9)
+
+
+def test_periodic_check_catches_a_steady_but_wrong_track():
+    """A G that always answers 'the face is where the crop is' never moves: no size jump, never outside the
+    frame; only the periodic detector check (every ``verify_every`` frames) notices the track is elsewhere."""
+    gt = _video(n=70, speed=3.0)
+    frames = [np.zeros((H, W, 3), np.uint8)] * 70
+    stuck = _tracker(Oracle(gt, w=1.0, prior_side=1 / 1.4), redetect="auto", verify_every=0).run(frames, gt)
+    assert stuck.redetections == 0
+    assert np.abs(stuck.landmarks[-1] - gt[-1]).max() > 100  # left 200 px behind
+    r = _tracker(Oracle(gt, w=1.0, prior_side=1 / 1.4), redetect="auto", verify_every=30).run(frames, gt)
+    assert [k for k in range(70) if r.reasons[k] == "verify"] == [30, 60]
+    assert r.status[30] == r.status[60] == "redetected"
+    np.testing.assert_allclose(r.landmarks[30].mean(0), gt[30].mean(0), atol=1.0)  # back on the face
