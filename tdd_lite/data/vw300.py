@@ -936,6 +936,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.format())
     if not report.ok:
         first = report.errors[0]
-        print(f"tdd-lite check-data: error: {len(report.errors)} errors in {root}, the first: {first.where}: "
+        n = len(report.errors)
+        print(f"tdd-lite check-data: error: {n} error{'s' if n != 1 else ''} in {root}, the first: {first.where}: "
               f"{first.message}", file=sys.stderr)
     return 0 if report.ok else 1
