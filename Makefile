@@ -11,10 +11,12 @@ TDD_FAST ?= 1
 export TDD_FAST
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install book test unit nbval lint lab bench browser-deps model clean help
+.PHONY: install book book-instructor assignments test unit nbval lint lab bench browser-deps model clean help
 
 help:
-	@echo "make book   - set up, execute the notebooks, build the book (_build/html/index.html)"
+	@echo "make book   - set up, execute the notebooks, build the book (_build/html/index.html), student edition"
+	@echo "make book-instructor - the instructor edition, with the exercises' solutions (_build/instructor/html)"
+	@echo "make assignments - the exercise notebooks to hand out and the autograder zips (_build/assignments)"
 	@echo "make test   - set up, then every test (lint, unit, book + browser check, nbval)"
 	@echo "make lab    - JupyterLab on the notebooks"
 	@echo "make bench  - print the benchmark ratios (benchmarks/)"
@@ -45,11 +47,34 @@ browser-deps:
 	  else echo "no chromium and no root apt-get: the browser check will be skipped"; fi; \
 	fi
 
+# Two editions from one source (notebooks/ and the otter-grader masters in exercises/). The exercise pages are
+# generated into book/exercises/ (git-ignored): the student notebooks (stubs, public checks) for `make book`, the
+# executed solution notebooks for `make book-instructor`, which then puts the student pages back.
 book: $(STAMP)
 	@$(BIN)/python -c "from tdd_lite.config import describe_run; print(describe_run())"
-	rm -rf _build/html _build/.doctrees
-	$(BIN)/jupyter-book build . --path-output . -W --keep-going
-	@test -f _build/html/index.html && echo "book: _build/html/index.html"
+	@start=$$(date +%s); \
+	$(BIN)/python -m tdd_lite.coursework book-pages student && \
+	rm -rf _build/html _build/.doctrees && \
+	TDD_EDITION=student $(BIN)/jupyter-book build . --path-output . -W --keep-going && \
+	test -f _build/html/index.html && \
+	echo "book: _build/html/index.html (student edition, $$(( $$(date +%s) - start )) s)"
+
+book-instructor: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/python -m tdd_lite.coursework book-pages instructor && \
+	rm -rf _build/instructor && \
+	TDD_EDITION=instructor $(BIN)/jupyter-book build . --path-output _build/instructor -W --keep-going; \
+	status=$$?; $(BIN)/python -m tdd_lite.coursework book-pages student >/dev/null; \
+	test $$status = 0 && test -f _build/instructor/_build/html/index.html && \
+	ln -sfn _build/html _build/instructor/html && \
+	echo "book-instructor: _build/instructor/html/index.html ($$(( $$(date +%s) - start )) s)"
+
+# What an instructor hands out (exNN/student/*.ipynb) and grades with (exNN/autograder/*-autograder_*.zip:
+# `otter run -a ZIP submission.ipynb`, offline, no Docker).
+assignments: $(STAMP)
+	rm -rf _build/assignments
+	$(BIN)/python -m tdd_lite.coursework assignments _build/assignments
+	@echo "assignments: _build/assignments/exNN/{student,autograder}"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -64,12 +89,15 @@ test: $(STAMP) browser-deps
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory lint && \
 	$(MAKE) --no-print-directory book && \
+	$(MAKE) --no-print-directory book-instructor && \
 	$(MAKE) --no-print-directory unit TDD_REQUIRE_BROWSER=1 && \
 	$(MAKE) --no-print-directory nbval && \
 	echo "make test: all passed in $$(( $$(date +%s) - start )) s"
 
+# JupyterLab refuses to start as root without --allow-root (containers and many lab machines run as root).
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

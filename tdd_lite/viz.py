@@ -6,45 +6,53 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-# (key, label, x, y, colour) of each box in the pipeline figure; coordinates in a 0..16 x 0..9 canvas.
+# (key, label, x, y, colour) of each box in the pipeline figure; coordinates in a 0..16 x 0..10 canvas. The labels
+# are short so that the text stays readable (>= 10 px) when the figure is shown at a book page's width.
 _PIPELINE_BOXES = [
-    ("frames", "video frames\nI (t), I' (t - k), k in 1..6", 1.3, 7.2, "#dde7f3"),
-    ("crop", "crop 256x256 from the\nprevious frame's box", 1.3, 5.3, "#dde7f3"),
-    ("G", "G: ResNet-18\n512 -> 1025 -> split 990 | 35\nFC 228, 228 | FC 16, 8", 4.9, 5.3, "#fde9c9"),
-    ("alpha", "alpha_id (199)\nalpha_exp (29)", 8.4, 6.3, "#fde9c9"),
-    ("cam", "camera p (8)\n[f P R | t]", 8.4, 4.3, "#fde9c9"),
-    ("3dmm", "3DMM: S = S_bar + A_id a_id + A_exp a_exp\nS_exp (eq. 2), S_id (eq. 7)", 12.4, 6.3, "#e3f1dc"),
-    ("proj", "project landmarks l\nv, v_exp, v_id, v' (eq. 3, 8)", 12.2, 4.3, "#e3f1dc"),
-    ("land", "L_land = ||v(:,l) - U|| (eq. 1)\nU: ground-truth landmarks", 15.9, 4.3, "#f7d9d9"),
-    ("DID", "D_ID (eq. 4-6)\nreal U - v_exp\nfake v - v_exp", 9.3, 1.3, "#e6dcf2"),
-    ("DED", "D_ED (eq. 9-11)\nreal U - v_id\nfake v - v_id", 12.3, 1.3, "#e6dcf2"),
-    ("DTD", "D_TD (eq. 12-14)\nreal U - U'\nfake v - v'", 15.2, 1.3, "#e6dcf2"),
+    ("frames", "frames I (t), I' (t - k)\nk in 1..6", 1.9, 8.3, "#dde7f3"),
+    ("crop", "crop 256 x 256 from\nthe previous box", 1.9, 5.6, "#dde7f3"),
+    ("G", "G: ResNet-18\n512 -> 1025 -> 990 | 35\nFC 228, 228 | FC 16, 8", 5.9, 5.6, "#fde9c9"),
+    ("alpha", "alpha_id (199)\nalpha_exp (29)", 9.9, 8.3, "#fde9c9"),
+    ("cam", "camera p (8)\n[f P R | t]", 9.9, 5.6, "#fde9c9"),
+    ("3dmm", "3DMM  S = S_bar\n+ A_id a_id + A_exp a_exp", 14.4, 8.3, "#e3f1dc"),
+    ("proj", "project landmarks\nv, v_exp, v_id, v'", 14.4, 5.6, "#e3f1dc"),
+    ("land", "L_land (eq. 1)\n||v(:,l) - U||", 14.4, 2.9, "#f7d9d9"),
+    ("DID", "D_ID (eq. 4-6)\nU - v_exp | v - v_exp", 2.6, 1.0, "#e6dcf2"),
+    ("DED", "D_ED (eq. 9-11)\nU - v_id | v - v_id", 6.6, 1.0, "#e6dcf2"),
+    ("DTD", "D_TD (eq. 12-14)\nU - U' | v - v'", 10.6, 1.0, "#e6dcf2"),
 ]
+_PIPELINE_WIDTHS = {"G": 3.7, "crop": 3.3, "frames": 3.3, "3dmm": 4.0, "alpha": 3.0, "cam": 3.0, "DID": 3.7,
+                    "DED": 3.7, "DTD": 3.7}
 _PIPELINE_ARROWS = [("frames", "crop"), ("crop", "G"), ("G", "alpha"), ("G", "cam"), ("alpha", "3dmm"),
                     ("3dmm", "proj"), ("cam", "proj"), ("proj", "land"), ("proj", "DID"), ("proj", "DED"),
                     ("proj", "DTD")]
 
 
-def draw_pipeline(figsize: tuple[float, float] = (13.0, 7.5)) -> Figure:
-    """The paper's Figure 1/2 as one diagram: data -> G -> 3DMM + camera -> landmarks -> loss and discriminators."""
+def draw_pipeline(figsize: tuple[float, float] = (10.0, 6.6), fontsize: float = 10.5) -> Figure:
+    """The paper's Figure 1/2 as one diagram: data -> G -> 3DMM + camera -> landmarks -> loss and discriminators.
+
+    At the default size the figure is 1000 px wide at 100 dpi; shown at a book page's width (~750 px) its
+    labels stay near 10 px high."""
     fig, ax = plt.subplots(figsize=figsize)
-    ax.set_xlim(-0.8, 17.6)
-    ax.set_ylim(-0.3, 9.3)
+    ax.set_xlim(-0.2, 16.6)
+    ax.set_ylim(-0.6, 10.2)
     ax.axis("off")
     boxes = {}
     for key, label, x, y, colour in _PIPELINE_BOXES:
-        w, h = (3.9 if key == "3dmm" else 3.2 if key == "G" else 2.6), (1.25 if label.count("\n") < 2 else 1.6)
+        lines = label.count("\n") + 1
+        w = _PIPELINE_WIDTHS.get(key, 3.5)
+        h = 0.55 * lines + 0.35
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.08",
                                     facecolor=colour, edgecolor="#444444", linewidth=1.0))
-        ax.text(x, y, label, ha="center", va="center", fontsize=8.5, gid=key)
+        ax.text(x, y, label, ha="center", va="center", fontsize=fontsize, gid=key, linespacing=1.25)
         boxes[key] = (x, y, w / 2 + 0.15, h / 2 + 0.15)
     for a, b in _PIPELINE_ARROWS:
         ax.add_patch(FancyArrowPatch(_edge(boxes[a], boxes[b]), _edge(boxes[b], boxes[a]), arrowstyle="-|>",
-                                     mutation_scale=12, color="#555555", linewidth=1.0))
-    ax.text(8.0, 9.0, "G is trained with L_land + 0.1 (L_G,ID + L_G,ED + L_G,TD)  (eq. 19);  "
-            "D steps and G steps alternate (Fig. 2)", ha="center", fontsize=9.5, style="italic")
-    ax.text(12.2, 0.05, "each D: MLP 136 -> 256 -> 128 -> 64 -> 1 on a flattened 68x2 displacement (Table 1)",
-            ha="center", fontsize=8.5)
+                                     mutation_scale=14, color="#555555", linewidth=1.1))
+    ax.text(8.2, 9.95, "G minimises L_land + 0.1 (L_G,ID + L_G,ED + L_G,TD)  (eq. 19); D and G steps alternate",
+            ha="center", fontsize=fontsize, style="italic")
+    ax.text(6.6, -0.3, "each D: MLP 136 -> 256 -> 128 -> 64 -> 1 on a 68 x 2 displacement (real | fake)",
+            ha="center", fontsize=fontsize - 1)
     fig.tight_layout()
     return fig
 
@@ -76,3 +84,43 @@ def animation_html(anim, **kwargs) -> str:
     for old, new in _FA4_TO_FA6.items():
         html = html.replace(old, new)
     return html
+
+
+def plot_training_curves(records: list[dict], figsize: tuple[float, float] = (11.0, 7.5)) -> Figure:
+    """Training curves from the records of a ``metrics.jsonl`` (``tdd_lite.train.read_metrics``), readable at a
+    book page's width: 2 x 2 panels (landmark loss; the three D losses; the three G adversarial terms;
+    validation NME), each with labelled axes, a legend and the chance level of the adversarial terms."""
+    import math
+
+    import numpy as np
+
+    train = [r for r in records if "landmark" in r]
+    val = [r for r in records if "val_nme" in r]
+    if not train and not val:
+        raise ValueError("no training or validation records to plot (expected 'landmark' or 'val_nme' keys)")
+    plt.rcParams.update({"font.size": 11})
+    fig, axes = plt.subplots(2, 2, figsize=figsize)
+    (ax_land, ax_d), (ax_g, ax_val) = axes
+    steps = [r["step"] for r in train]
+    ax_land.plot(steps, [r["landmark"] for r in train], color="tab:blue", label="L_land (eq. 1)")
+    ax_land.set_yscale("log")
+    ax_land.set(title="landmark loss", ylabel="L_land (crop units, log)")
+    names = {"id": "identity", "exp": "expression", "temporal": "temporal"}
+    for ax, prefix, chance, what in ((ax_d, "D", 2 * math.log(2), "D loss (eq. 6/11/14)"),
+                                     (ax_g, "G", math.log(2), "G adversarial term (eq. 16-18)")):
+        for (key, label), colour in zip(names.items(), ("tab:purple", "tab:orange", "tab:green")):
+            k = f"{prefix}_{key}"
+            if any(k in r for r in train):
+                ax.plot(steps, [r.get(k, np.nan) for r in train], color=colour, lw=1.3,
+                        label=f"{prefix}_{key} ({label})")
+        ax.axhline(chance, color="grey", lw=1.0, ls=":", label=f"chance ({'2 ln 2' if prefix == 'D' else 'ln 2'})")
+        ax.set(title=what, ylabel=f"{prefix} loss")
+    ax_val.plot([r["step"] for r in val], [r["val_nme"] for r in val], "o-", color="tab:red", label="held-out videos")
+    ax_val.set(title="validation NME (bbox)", ylabel="NME (%)")
+    for ax in axes.ravel():
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=10)
+    fig.tight_layout()
+    return fig

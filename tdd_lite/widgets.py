@@ -5,6 +5,10 @@ and expression modes (in standard deviations, eq. 2/7) and for the head pose (ya
 Setting any slider's ``value`` (by hand or in code) re-renders: ``explorer.last_image`` and
 ``explorer.last_landmarks`` (68, 2 pixel coordinates) always hold what is displayed. In a notebook,
 ``display(explorer.widget)``.
+
+Every explorer's picture keeps its aspect ratio (a fixed-size, non-stretching image: a flex row would otherwise
+stretch it to the height of the slider column), and every panel carries :data:`LIVE_NOTE`: a published page holds
+the saved widget state, whose sliders move without a kernel to re-render the picture.
 """
 
 from __future__ import annotations
@@ -18,6 +22,33 @@ import torch
 from .camera import camera_from_pose, euler_to_rotation, look_at_crop, project
 from .morphable import MorphableModel, load_teaching_model
 from .render import draw_landmarks, image_vertices, render
+
+LIVE_NOTE = ("Live only with a running Python kernel (JupyterLab: <code>make lab</code>). On a static page, such "
+             "as the published book, the sliders move but the picture stays as it was saved.")
+
+
+def live_note():
+    """An ipywidgets HTML line saying that the explorer needs a live kernel (see :data:`LIVE_NOTE`)."""
+    import ipywidgets as w
+
+    return w.HTML(f"<small><i>{LIVE_NOTE}</i></small>", layout=w.Layout(max_width="640px"))
+
+
+def fixed_image(width: int, height: int):
+    """An ipywidgets PNG image of exactly ``width`` x ``height`` CSS pixels that no flex container stretches."""
+    import ipywidgets as w
+
+    return w.Image(format="png", width=int(width), height=int(height),
+                   layout=w.Layout(width=f"{int(width)}px", height=f"{int(height)}px", flex="0 0 auto",
+                                   object_fit="contain", align_self="flex-start"))
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """An RGB uint8 image as PNG bytes."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the image as PNG")
+    return png.tobytes()
 
 
 def face_camera(model: MorphableModel, yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0,
@@ -69,8 +100,9 @@ class FaceExplorer:
         for name in ("yaw", "pitch", "roll"):
             self.sliders[name] = w.FloatSlider(0.0, min=-pose_range, max=pose_range, step=1.0,
                                                description=f"{name} (deg)", style=style)
-        self.image = w.Image(format="png", width=self.size, height=self.size)
-        self.widget = w.HBox([w.VBox(list(self.sliders.values())), self.image])
+        self.image = fixed_image(self.size, self.size)
+        self.widget = w.VBox([w.HBox([w.VBox(list(self.sliders.values())), self.image],
+                                     layout=w.Layout(align_items="flex-start")), live_note()])
         self.last_image: np.ndarray | None = None
         self.last_landmarks: np.ndarray | None = None
         self.renders = 0
@@ -102,7 +134,5 @@ class FaceExplorer:
                      background=(235, 235, 240))
         img = draw_landmarks(img, lmk, color=(0, 150, 255), radius=2, connect=True)
         self.last_image, self.last_landmarks = img, lmk
-        ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        if ok:
-            self.image.value = png.tobytes()
+        self.image.value = png_bytes(img)
         self.renders += 1

@@ -1,0 +1,5 @@
+import sys
+
+from tdd_lite.coursework import main
+
+sys.exit(main())
