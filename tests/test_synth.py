@@ -235,3 +235,22 @@ def test_cli_with_teaching_model(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["synth", str(out), "--size", "big"])
+
+
+def test_still_segments_hold_the_truth_for_a_second(tmp_path, model):
+    """About half the videos of 60+ frames have a still segment (params.npz 'still'): >= 30 frames (1 s at
+    30 fps) in which the true landmarks do not move at all, while they do move elsewhere."""
+    root = synth.generate(tmp_path / "s", videos=8, frames=80, size=(128, 96), seed=5, model=model, progress=False)
+    n_still = 0
+    for vid in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        with np.load(root / vid / "params.npz") as z:
+            still = z["still"]
+        lmk = vw300.Sequence(root / vid).landmarks
+        assert still.shape == (80,) and still.dtype == bool
+        if still.any():
+            n_still += 1
+            run = np.flatnonzero(still)
+            assert run.size >= 30 and np.all(np.diff(run) == 1)  # one contiguous segment
+            assert np.abs(np.diff(lmk[still], axis=0)).max() < 1e-9
+        assert np.abs(np.diff(lmk[~still], axis=0)).max() > 0.1
+    assert 1 <= n_still <= 7

@@ -18,7 +18,9 @@ Output (one reader serves this and real 300VW, :mod:`tdd_lite.data.vw300`)::
     OUT/NNN/vid.avi            MJPG video, RGB frames
     OUT/NNN/annot/%06d.pts     the projected 68 landmarks of the true parameters (image pixels, exact repr)
     OUT/NNN/params.npz         alpha_id (K_id,), alpha_exp (T, K_exp), camera (T, 8) in IMAGE PIXELS,
-                               pose_deg (T, 3) yaw/pitch/roll, light (T, 3), category
+                               pose_deg (T, 3) yaw/pitch/roll, light (T, 3), category, still (T,) bool:
+                               frames of a still segment (head and face held for 1-2 s, about half the
+                               videos of 60+ frames; render noise and light still vary), for static spread
     OUT/splits.json            {"train": [...], "A": [...], "B": [...], "C": [...]}
     OUT/synth.json             the generator's settings (seed, sizes, model and its sha256, categories)
     OUT/synth300vw.json        the marker: this folder is a Synth300VW set (format and its version)
@@ -77,7 +79,8 @@ PARAMS_FILE = "params.npz"
 MAX_VIDEOS = 999  # 3-digit 300VW ids
 MAX_FRAMES = 100_000
 CATEGORIES = ("A", "B", "C")
-FORMAT_VERSION = 2  # bump whenever the generated content changes: ensure_synth() then regenerates
+STILL_PROBABILITY = 0.5  # share of videos (60+ frames) with a still segment
+FORMAT_VERSION = 3  # bump whenever the generated content changes: ensure_synth() then regenerates
 
 # default sets: fast (notebooks/CI: seconds) and full (a laptop-hour-sized training set)
 DEFAULTS = {
@@ -285,6 +288,7 @@ class VideoPlan:
     diffuse: np.ndarray  # (T,)
     skin: np.ndarray  # (3,)
     landmarks: np.ndarray  # (T, 68, 2) image pixels
+    still: np.ndarray  # (T,) bool: frames where pose, scale, position and expression are held
 
 
 def plan_video(model: MorphableModel, rng: np.random.Generator, category: str, frames: int,
@@ -307,6 +311,14 @@ def plan_video(model: MorphableModel, rng: np.random.Generator, category: str, f
     f = f0 * np.exp(d.zoom * smooth_noise(rng, frames, 1, d.sigma * 1.5)[:, 0])
     centre = np.array([w / 2, h / 2]) + rng.uniform(-0.08, 0.08, 2) * np.array([w, h])
     centre = centre + smooth_noise(rng, frames, 2, d.sigma) * d.move * np.array([w, h])
+    # a still segment (the truth does not move for >= 1 s at 30 fps) in about half the videos of 60+ frames
+    still = np.zeros(frames, bool)
+    if frames >= 60 and rng.uniform() < STILL_PROBABILITY:
+        n = int(rng.integers(30, min(60, frames // 2) + 1))
+        s0 = int(rng.integers(0, frames - n + 1))
+        still[s0:s0 + n] = True
+        for arr in (pose, alpha_exp, centre, f):
+            arr[s0:s0 + n] = arr[s0]
     deg = np.pi / 180
     rot = euler_to_rotation(torch.from_numpy(pose[:, 0] * deg), torch.from_numpy(pose[:, 1] * deg),
                             torch.from_numpy(pose[:, 2] * deg)).double().numpy()
@@ -328,6 +340,8 @@ def plan_video(model: MorphableModel, rng: np.random.Generator, category: str, f
         lo2, hi2 = lmk.min(1) + shift, lmk.max(1) + shift
         shift += np.maximum(margin - lo2, 0) - np.maximum(hi2 - (np.array([w, h]) - 1 - margin), 0)
         cam[:, [3, 7]] += shift
+        if still.any():  # the smoothed correction may move inside the segment: hold its first frame's camera
+            cam[still] = cam[np.argmax(still)]
         lmk = project(lmk3d, torch.from_numpy(cam)).numpy()
     # light: direction near frontal (spread by difficulty), C flickers
     base = np.array([rng.normal(0, d.light_spread), rng.normal(-0.3, d.light_spread * 0.6), 1.0])
@@ -340,7 +354,7 @@ def plan_video(model: MorphableModel, rng: np.random.Generator, category: str, f
         flicker = 1 + 0.35 * np.sin(np.arange(frames) * rng.uniform(0.3, 1.2)) * (rng.uniform(size=frames) < 0.7)
         amb, dif = amb * flicker, dif * flicker
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.95, 1.05, 3)
-    return VideoPlan(category, alpha_id, alpha_exp, cam, pose, light, amb, dif, np.clip(skin, 0, 1), lmk)
+    return VideoPlan(category, alpha_id, alpha_exp, cam, pose, light, amb, dif, np.clip(skin, 0, 1), lmk, still)
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -598,7 +612,7 @@ def _generate(out: Path, videos: int, seed: int, frames: int, size: tuple[int, i
                 write_pts(folder / ANNOT_DIR / f"{k + 1:06d}.pts", plan.landmarks[k])
             np.savez(folder / PARAMS_FILE, alpha_id=plan.alpha_id, alpha_exp=plan.alpha_exp, camera=plan.camera,
                      pose_deg=plan.pose_deg, light=plan.light, ambient=plan.ambient, diffuse=plan.diffuse,
-                     skin=plan.skin, category=np.array(plan.category))
+                     skin=plan.skin, category=np.array(plan.category), still=plan.still)
             if on_video is not None:
                 on_video(i)
         bar.close()
