@@ -13,7 +13,9 @@ the box of the previous frame's *estimate*. A tracker that loses the face never 
 * ``invalid``: the estimate is not finite;
 * ``verify``: every ``verify_every`` frames the detector runs anyway and its box overlaps the estimate's box
   by less than ``min_verify_iou`` (IoU): the tracker is following something else (e.g. it started from a false
-  detection). This check is what catches a track that is wrong but steady, which none of the above see.
+  detection). This check is what catches a track that is wrong but steady, which none of the above see. Until
+  the main detector has confirmed the track once (the first crop came from a fallback: Haar after MTCNN found
+  nothing, or a centred guess), the check runs on every frame.
 
 On a trigger the detector runs on the same frame and the frame is estimated again from the detector's box
 (status ``redetected``); if the detector finds nothing the estimate is kept and the status is ``lost``.
@@ -41,6 +43,7 @@ import numpy as np
 import torch
 
 from tdd_lite.data.crops import DEFAULT_ENLARGE, box_from_landmarks, crop_image, from_crop, landmark_bbox, square_box
+from tdd_lite.data.detect import box_iou
 from tdd_lite.errors import UsageError
 
 REDETECT = ("auto", "never")
@@ -48,15 +51,6 @@ STATUSES = ("detected", "tracked", "redetected", "lost")
 
 # Output of a predictor: (68, 2) landmarks in the crop's [0, 1] coordinates and, optionally, alpha_id (K,).
 Prediction = tuple[np.ndarray, np.ndarray | None]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -168,6 +162,7 @@ class Tracker:
         self.next_box: np.ndarray | None = None
         self.last_side: float | None = None
         self.first_source: str | None = None
+        self.confirmed = False  # has the main detector seen this track?
         self.frame_index = -1
         self.detector_seconds = 0.0
 
@@ -237,6 +232,7 @@ class Tracker:
         if first:
             box, source = self.detect(image, gt_lmk, first=True)
             self.first_source = source
+            self.confirmed = source == self.detector
             status = "detected"
         else:
             box, source, status = self.next_box, "previous", "tracked"
@@ -245,18 +241,21 @@ class Tracker:
         if self.redetect == "auto":
             reason = self.lost_reason(lmk, alpha_id, image.shape)
             new_box = None
-            if reason is None and not first and self.verify_every and self.frame_index % self.verify_every == 0:
+            due = self.verify_every and (not self.confirmed or self.frame_index % self.verify_every == 0)
+            if reason is None and not first and due:
                 new_box, new_source = self.detect(image, gt_lmk, first=False, primary_only=True)
                 if new_box is not None and np.isfinite(lmk).all() and \
                         box_iou(new_box, box_from_landmarks(lmk, self.enlarge)) < self.min_verify_iou:
                     reason = "verify"
                 else:
+                    self.confirmed = self.confirmed or new_box is not None
                     new_box = None
             if reason is not None and not first:
                 if new_box is None:
                     new_box, new_source = self.detect(image, gt_lmk, first=False)
                 if new_box is not None:
                     box, source, status = new_box, new_source, "redetected"
+                    self.confirmed = self.confirmed or new_source == self.detector
                     lmk, alpha_id = self._estimate(image, box)
                     reason2 = self.lost_reason(lmk, alpha_id, image.shape)
                     if reason2 is not None and reason2 != "size-jump":

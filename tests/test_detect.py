@@ -105,3 +105,16 @@ def test_mtcnn_no_face_gives_none():
     assert detect.mtcnn_rects(np.full((64, 64, 3), 128, np.uint8)) == []
     with pytest.raises(ValueError, match="RGB"):
         detect.mtcnn_rects(np.zeros((64, 64), np.uint8))
+
+
+@needs_model
+def test_hit_rate_counts_only_detections_on_the_face(frontal_set):
+    seqs = [vw300.Sequence(frontal_set / v) for v in sorted(p.name for p in frontal_set.iterdir() if p.is_dir())]
+    samples = [(s.frame(0), s.landmarks[0]) for s in seqs]
+    r = detect.hit_rate(samples, "haar")
+    assert r["frames"] == 6 and r["hits"] <= r["fired"] <= 6 and r["hits"] >= 4
+    # the same detections judged against a ground truth moved 100 px away: fired, but no hits
+    moved = [(img, lmk + np.array([100.0, 100.0])) for img, lmk in samples]
+    r2 = detect.hit_rate(moved, "haar")
+    assert r2["fired"] == r["fired"] and r2["hits"] == 0 and r2["hit_rate"] == 0
+    assert detect.box_iou(np.array([0, 0, 2, 2.0]), np.array([1, 1, 3, 3.0])) == pytest.approx(1 / 7)

@@ -189,3 +189,30 @@ def fit_box_mapping(samples: Iterable[tuple[np.ndarray, np.ndarray]], rects=None
     if not scales:
         raise ValueError("the detector fired on none of the samples; cannot fit a mapping")
     return BoxMapping(float(np.median(dxs)), float(np.median(dys)), float(np.median(scales))), len(scales)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def hit_rate(samples: Iterable[tuple[np.ndarray, np.ndarray]], mode: str, min_iou: float = 0.5,
+             enlarge: float = DEFAULT_ENLARGE) -> dict:
+    """How often ``detect_box(image, mode)`` lands on the face: ``{"frames", "fired", "hits", "hit_rate"}``.
+
+    A hit is a box whose IoU with the ground-truth crop box (``box_from_landmarks(gt, enlarge)``) is at least
+    ``min_iou``; a detection elsewhere (a false positive) counts as fired but not as a hit.
+    """
+    frames = fired = hits = 0
+    for image, lmk in samples:
+        frames += 1
+        box = detect_box(image, mode, enlarge=enlarge)
+        if box is None:
+            continue
+        fired += 1
+        hits += box_iou(box, box_from_landmarks(np.asarray(lmk, np.float64), enlarge)) >= min_iou
+    return {"frames": frames, "fired": fired, "hits": int(hits), "hit_rate": hits / frames if frames else None}
