@@ -136,3 +136,198 @@ class FaceExplorer:
         self.last_image, self.last_landmarks = img, lmk
         self.image.value = png_bytes(img)
         self.renders += 1
+
+
+def _figure_png(fig) -> tuple[bytes, np.ndarray]:
+    """A matplotlib figure rendered off-screen (Agg): (PNG bytes, RGB array); the figure is closed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return png_bytes(rgb), rgb
+
+
+def _square_limits(ax, *points: np.ndarray, margin: float = 0.08) -> None:
+    """Equal-aspect limits around (N, 2) point sets in image orientation (y down)."""
+    pts = np.concatenate([np.asarray(p).reshape(-1, 2) for p in points])
+    lo, hi = pts.min(0), pts.max(0)
+    c, half = (lo + hi) / 2, (hi - lo).max() / 2 + margin
+    ax.set_xlim(c[0] - half, c[0] + half)
+    ax.set_ylim(c[1] + half, c[1] - half)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+class DisplacementExplorer:
+    """Identity / expression sliders for a *prediction*, against a fixed ground truth ``U``: shows the landmarks
+    ``v``, ``v_exp`` (eq. 2-3), ``v_id`` (eq. 7-8) and, as arrows, the real and fake displacements of the chosen
+    discriminator (``"ID"``: ``U - v_exp`` and ``v - v_exp``, eq. 4-5; ``"ED"``: ``U - v_id`` and ``v - v_id``,
+    eq. 9-10).
+
+    ``sliders``: ``id_0 ..`` and ``exp_0 ..`` (the prediction's alpha, in standard deviations) and ``which``
+    (a toggle, ``"ID"`` or ``"ED"``). After every change ``last`` holds the tensors drawn (``v``, ``v_exp``,
+    ``v_id``, ``real``, ``fake``, each (68, 2) in crop coordinates) and ``last_image`` the picture.
+    """
+
+    def __init__(self, model: MorphableModel, truth: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                 n_id: int = 3, n_exp: int = 3, size: int = 420, alpha_range: float = 3.0):
+        import ipywidgets as w
+
+        self.model, self.size = model, int(size)
+        self.true_id, self.true_exp, self.camera = (t.detach().reshape(1, -1) for t in truth)
+        with torch.no_grad():
+            self.U = project(model.landmarks3d(self.true_id, self.true_exp), self.camera)[0]
+        style = {"description_width": "110px"}
+        self.sliders: dict = {}
+        for k in range(min(n_id, model.n_id)):
+            self.sliders[f"id_{k}"] = w.FloatSlider(0.0, min=-alpha_range, max=alpha_range, step=0.1,
+                                                    description=f"pred. identity {k}", style=style)
+        for k in range(min(n_exp, model.n_exp)):
+            self.sliders[f"exp_{k}"] = w.FloatSlider(0.0, min=-alpha_range, max=alpha_range, step=0.1,
+                                                     description=f"pred. expr. {k}", style=style)
+        self.sliders["which"] = w.ToggleButtons(options=["ID", "ED"], value="ID", description="discriminator",
+                                                style=style)
+        self.readout = w.HTML()
+        self.image = fixed_image(self.size, self.size)
+        self.widget = w.VBox([w.HBox([w.VBox([*self.sliders.values(), self.readout]), self.image],
+                                     layout=w.Layout(align_items="flex-start")), live_note()])
+        self.last: dict[str, torch.Tensor] = {}
+        self.last_image: np.ndarray | None = None
+        self.renders = 0
+        for s in self.sliders.values():
+            s.observe(self.update, names="value")
+        self.update()
+
+    def prediction(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prediction's ``(alpha_id, alpha_exp)`` from the sliders (modes without a slider are 0)."""
+        a_id, a_exp = self.model.zeros(1)
+        for name, s in self.sliders.items():
+            if name.startswith("id_"):
+                a_id[0, int(name[3:])] = s.value
+            elif name.startswith("exp_"):
+                a_exp[0, int(name[4:])] = s.value
+        return a_id, a_exp
+
+    def update(self, change=None) -> None:
+        import matplotlib.pyplot as plt
+
+        from . import displacement as D
+
+        a_id, a_exp = self.prediction()
+        with torch.no_grad():
+            v = D.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
+            v_exp = D.pred_lmk_exp_only(self.model, a_exp, self.camera)[0]
+            v_id = D.pred_lmk_id_only(self.model, a_id, self.camera)[0]
+        which = self.sliders["which"].value
+        base = v_exp if which == "ID" else v_id
+        real, fake = self.U - base, v - base
+        self.last = {"v": v, "v_exp": v_exp, "v_id": v_id, "real": real, "fake": fake, "base": base}
+        dpi = 100
+        fig = plt.figure(figsize=(self.size / dpi, self.size / dpi), dpi=dpi)
+        ax = fig.add_axes([0.02, 0.1, 0.96, 0.84])
+        b = base.numpy()
+        ax.quiver(b[:, 0], b[:, 1], *real.numpy().T, angles="xy", scale_units="xy", scale=1, color="tab:green",
+                  width=0.004, label=f"real  U - {'v_exp' if which == 'ID' else 'v_id'}")
+        ax.quiver(b[:, 0], b[:, 1], *fake.numpy().T, angles="xy", scale_units="xy", scale=1, color="tab:red",
+                  width=0.004, label=f"fake  v - {'v_exp' if which == 'ID' else 'v_id'}")
+        ax.plot(*self.U.numpy().T, ".", color="tab:green", ms=3)
+        ax.plot(*v.numpy().T, ".", color="tab:red", ms=3)
+        ax.plot(*b.T, "k.", ms=3, label="v_exp (no identity)" if which == "ID" else "v_id (no expression)")
+        _square_limits(ax, self.U.numpy(), v.numpy(), b, (b + real.numpy()), (b + fake.numpy()))
+        ax.set_title(f"D_{which}: real (green) and fake (red) displacements", fontsize=9)
+        fig.legend(loc="lower center", ncol=3, fontsize=7, frameon=False)
+        self.image.value, self.last_image = _figure_png(fig)
+        gap = (real - fake).norm(dim=-1).mean().item()
+        self.readout.value = (f"<small>mean |real - fake| = {gap:.4f} crop units (0 when the prediction's "
+                              f"{'identity' if which == 'ID' else 'expression'} is right)</small>")
+        self.renders += 1
+
+
+class DiscriminatorExplorer:
+    """What trained displacement discriminators answer as a prediction moves away from the truth.
+
+    The prediction starts at the truth ``(alpha_id, alpha_exp, camera)`` of the current frame and ``prev_truth`` of
+    the previous one. Sliders in [0, 1]: ``identity`` shrinks the predicted identity to the mean face
+    (``alpha_id (1 - s)``), ``expression`` the predicted expression to neutral, ``motion`` the predicted motion to
+    none (the previous frame's prediction moves to the current one). ``discriminators`` maps ``"id"``, ``"exp"``,
+    ``"temporal"`` to modules returning logits. After every change ``last_probs`` holds ``D(fake)`` and ``D(real)``
+    of each.
+    """
+
+    def __init__(self, model: MorphableModel, discriminators: dict, truth: tuple, prev_truth: tuple,
+                 size: int = 440):
+        import ipywidgets as w
+
+        self.model, self.size = model, int(size)
+        self.ds = {k: d.eval() for k, d in discriminators.items()}
+        self.truth = tuple(t.detach().reshape(1, -1) for t in truth)
+        self.prev_truth = tuple(t.detach().reshape(1, -1) for t in prev_truth)
+        with torch.no_grad():
+            self.U = project(model.landmarks3d(*self.truth[:2]), self.truth[2])
+            self.U_prev = project(model.landmarks3d(*self.prev_truth[:2]), self.prev_truth[2])
+        style = {"description_width": "150px"}
+        self.sliders = {
+            "identity": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="identity -> mean", style=style),
+            "expression": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="expression -> neutral",
+                                        style=style),
+            "motion": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="motion -> none", style=style),
+        }
+        self.readout = w.HTML()
+        self.image = fixed_image(self.size, int(self.size * 0.55))
+        self.widget = w.VBox([w.HBox([w.VBox([*self.sliders.values(), self.readout]), self.image],
+                                     layout=w.Layout(align_items="flex-start")), live_note()])
+        self.last_probs: dict[str, tuple[float, float]] = {}
+        self.last_image: np.ndarray | None = None
+        self.renders = 0
+        for s in self.sliders.values():
+            s.observe(self.update, names="value")
+        self.update()
+
+    def prediction(self) -> tuple[tuple, tuple]:
+        """``(outputs, prev_outputs)``: G's ``(alpha_id, alpha_exp, camera)`` for I and I' from the sliders."""
+        s_id, s_exp, s_mot = (self.sliders[k].value for k in ("identity", "expression", "motion"))
+        a_id, a_exp, cam = self.truth
+        cur = ((1 - s_id) * a_id, (1 - s_exp) * a_exp, cam)
+        p_id, p_exp, p_cam = self.prev_truth
+        prev = ((1 - s_id) * p_id, (1 - s_exp) * p_exp, p_cam)
+        prev = tuple((1 - s_mot) * p + s_mot * c for p, c in zip(prev, cur))
+        return cur, prev
+
+    def update(self, change=None) -> None:
+        import matplotlib.pyplot as plt
+
+        from . import displacement as D
+
+        cur, prev = self.prediction()
+        with torch.no_grad():
+            x = D.all_displacements(self.model, cur, prev, self.U, self.U_prev)
+            for k, d in self.ds.items():
+                self.last_probs[k] = (float(torch.sigmoid(d(x[f"fake_{k}_disp"])).item()),
+                                      float(torch.sigmoid(d(x[f"real_{k}_disp"])).item()))
+        dpi = 100
+        fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(self.size / dpi, self.size * 0.55 / dpi), dpi=dpi,
+                                         gridspec_kw={"width_ratios": [1, 1.2]})
+        ax_l.plot(*self.U[0].numpy().T, "g.", ms=3, label="U (truth)")
+        ax_l.plot(*x["pred_lmk"][0].numpy().T, "r.", ms=3, label="v (prediction)")
+        _square_limits(ax_l, self.U[0].numpy(), x["pred_lmk"][0].numpy(), margin=0.05)
+        ax_l.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
+        names = list(self.last_probs)
+        pos = np.arange(len(names))
+        ax_b.bar(pos - 0.18, [self.last_probs[n][1] for n in names], 0.36, color="tab:green", label="D(real)")
+        ax_b.bar(pos + 0.18, [self.last_probs[n][0] for n in names], 0.36, color="tab:red", label="D(fake)")
+        ax_b.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax_b.set_xticks(pos, [f"D_{n}" for n in names], fontsize=8)
+        ax_b.set_ylim(0, 1)
+        ax_b.set_ylabel("D(x)", fontsize=8)
+        ax_b.tick_params(labelsize=7)
+        ax_b.legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        self.image.value, self.last_image = _figure_png(fig)
+        self.readout.value = "<small>" + ", ".join(f"D_{n}(fake) = {p[0]:.2f}" for n, p in self.last_probs.items()
+                                                   ) + "</small>"
+        self.renders += 1

@@ -81,3 +81,79 @@ def test_face_camera_scale_is_pose_independent_and_centred(model):
         assert f.item() == pytest.approx(face_camera(model).reshape(2, 4)[0, 0].item() / 0.7 * 0.6, rel=1e-4)
     pix = crop_to_pixels(camera_from_pose(torch.ones(1), torch.eye(3)[None], torch.zeros(1, 2)), 10)
     assert project(torch.zeros(1, 1, 3), pix)[0, 0].tolist() == [-0.5, -0.5]
+
+
+def test_explorer_image_keeps_its_aspect_and_says_it_needs_a_kernel(model):
+    import ipywidgets as w
+
+    from tdd_lite.widgets import LIVE_NOTE
+
+    ex = FaceExplorer(model, n_id=4, n_exp=4, size=160)
+    lay = ex.image.layout
+    assert (lay.width, lay.height, lay.flex) == ("160px", "160px", "0 0 auto"), (lay.width, lay.height, lay.flex)
+    row = ex.widget.children[0]
+    assert isinstance(row, w.HBox) and row.layout.align_items == "flex-start"   # the row does not stretch it
+    notes = [c for c in ex.widget.children if isinstance(c, w.HTML)]
+    assert notes and "make lab" in notes[0].value and LIVE_NOTE in notes[0].value
+
+
+def _truth(model, seed=0, yaw=20.0):
+    from tdd_lite.camera import look_at_crop
+
+    g = torch.Generator().manual_seed(seed)
+    a_id, a_exp = torch.randn(1, model.n_id, generator=g), torch.zeros(1, model.n_exp)
+    a_exp[0, :3] = torch.tensor([2.0, -1.0, 1.0])
+    return a_id, a_exp, look_at_crop(model.lmk_mean, yaw_deg=yaw, fill=0.7)
+
+
+def test_displacement_explorer_draws_the_library_displacements(model):
+    from tdd_lite import displacement as D
+    from tdd_lite.widgets import DisplacementExplorer
+
+    truth = _truth(model)
+    ex = DisplacementExplorer(model, truth, n_id=2, n_exp=2, size=200)
+    assert ex.last_image.shape == (200, 200, 3) and ex.image.layout.height == "200px"
+    assert ex.last["fake"].abs().max() < 1e-7                       # prediction identity 0
+    U = D.pred_lmk(model, *truth)[0]
+    ex.sliders["id_1"].value = 2.0
+    ex.sliders["exp_0"].value = 1.0
+    a_id, a_exp = model.zeros(1)
+    a_id[0, 1], a_exp[0, 0] = 2.0, 1.0
+    cam = truth[2]
+    # independent computation: project eq. 2 / 7 by hand with M = camera as a 2 x 4 matrix
+    m = cam.reshape(2, 4)
+    proj = lambda X: X[0] @ m[:, :3].T + m[:, 3]  # noqa: E731
+    v = proj(model.landmarks3d(a_id, a_exp))
+    v_exp, v_id = proj(model.landmarks3d(None, a_exp)), proj(model.landmarks3d(a_id, None))
+    torch.testing.assert_close(ex.last["fake"], v - v_exp, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ex.last["real"], U - v_exp, atol=1e-6, rtol=0)
+    renders = ex.renders
+    ex.sliders["which"].value = "ED"
+    assert ex.renders == renders + 1
+    torch.testing.assert_close(ex.last["fake"], v - v_id, atol=1e-6, rtol=0)
+    assert "crop units" in ex.readout.value
+
+
+def test_discriminator_explorer_moves_the_prediction_away_from_the_truth(model):
+    from tdd_lite import displacement as D
+    from tdd_lite.discriminators import DisplacementDiscriminator
+    from tdd_lite.widgets import DiscriminatorExplorer
+
+    torch.manual_seed(0)
+    ds = {k: DisplacementDiscriminator() for k in ("id", "exp", "temporal")}
+    truth, prev = _truth(model), _truth(model, yaw=10.0)
+    ex = DiscriminatorExplorer(model, ds, truth, prev, size=300)
+    for k, (p_fake, p_real) in ex.last_probs.items():               # perfect prediction: fake == real
+        assert abs(p_fake - p_real) < 1e-6, k
+    ex.sliders["identity"].value = 1.0
+    cur, prev_out = ex.prediction()
+    assert cur[0].abs().max() == 0 and torch.equal(cur[1], truth[1])
+    x = D.all_displacements(model, cur, prev_out, D.pred_lmk(model, *truth), D.pred_lmk(model, *prev))
+    assert x["fake_id_disp"].abs().max() < 1e-7
+    with torch.no_grad():
+        expect = torch.sigmoid(ds["id"].eval()(torch.zeros(1, 68, 2))).item()
+    assert ex.last_probs["id"][0] == pytest.approx(expect, abs=1e-6)  # D_ID sees a zero displacement
+    ex.sliders["motion"].value = 1.0
+    x = D.all_displacements(model, *ex.prediction(), D.pred_lmk(model, *truth), D.pred_lmk(model, *prev))
+    assert x["fake_temporal_disp"].abs().max() < 1e-6                 # the prediction does not move
+    assert ex.last_image.shape[:2] == (int(300 * 0.55), 300)
