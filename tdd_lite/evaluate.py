@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from tdd_lite.config import device_name, pick_device
-from tdd_lite.errors import CheckpointError, DataError, crop_size, positive_int
+from tdd_lite.errors import CheckpointError, DataError, UsageError, crop_size, positive_int
 
 GT_CROPS = "GT crops"
 
@@ -159,6 +159,37 @@ def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: d
     return out
 
 
+def save_streams(streams: dict[str, dict], out: Path) -> Path:
+    """``OUT/streams.npz``: per video ``VID/gt``, ``VID/<method>`` (T, 68, 2) float32, ``VID/status``, atomic."""
+    import os
+
+    arrays = {}
+    for vid, st in streams.items():
+        for key, val in st.items():
+            if key in ("category", "start"):
+                arrays[f"{vid}/{key}"] = np.asarray(val)
+            elif key == "status":
+                arrays[f"{vid}/status"] = np.asarray(val, dtype="U10")
+            else:
+                arrays[f"{vid}/{key}"] = np.asarray(val, np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".streams.tmp{os.getpid()}.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out / "streams.npz")
+    return out / "streams.npz"
+
+
+def load_streams(path: str | Path) -> dict[str, dict]:
+    """Read :func:`save_streams`' file back: ``{video: {"gt", method..., "status", "category"}}``."""
+    out: dict[str, dict] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            vid, name = key.split("/", 1)
+            val = z[key]
+            out.setdefault(vid, {})[name] = val.tolist() if name in ("status", "category", "start") else val
+    return out
+
+
 def evaluate_tracking(net: torch.nn.Module, model3dmm, root: str | Path, videos: str | Iterable[str], size: int,
                       mode: str = "haar", device: str | torch.device = "cpu", max_frames: int | None = None,
                       progress: bool = True, skip_bad: bool = False, label: str | None = None,
@@ -203,6 +234,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gt-crops", action="store_true",
                    help="skip the ground-truth-crop comparison row (each frame cropped from its own true box)")
     p.add_argument("--out", default=None, help="write report.md/.csv/.json and ced.png into this folder")
+    p.add_argument("--save-streams", nargs="+", default=None, metavar="ID",
+                   help="with --out: also write these videos' landmark streams (truth, every method, status) "
+                        "to OUT/streams.npz (float32, compressed), for plots")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", type=device_name, default=None, help="cpu, cuda, cuda:N (default: TDD_DEVICE/CUDA)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="at most N frames per video (>= 1)")
@@ -240,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_videos(net, model, data, groups, size, detector=args.detector, redetect=args.redetect,
                               filters=args.filters, device=device, max_frames=args.max_frames,
                               progress=not args.no_progress, skip_bad=args.skip_bad_frames,
-                              gt_crops=not args.no_gt_crops)
+                              gt_crops=not args.no_gt_crops, keep_streams=bool(args.save_streams))
+    streams = results.pop("streams", {})
     results["meta"].update(checkpoint=str(ckpt), data=str(data), wall_seconds=round(time.time() - t0, 1))
     for name, ids in groups.items():
         row = results["methods"]["tracking" if "none" in args.filters else
@@ -261,6 +296,11 @@ def run(args: argparse.Namespace) -> int:
 
         paths = write_report(results, args.out)
         print(f"report: {paths['md']} (+ .csv, .json, ced.png)")
+        if args.save_streams:
+            missing = [v for v in args.save_streams if v not in streams]
+            if missing:
+                raise UsageError(f"--save-streams {' '.join(missing)}: not among the evaluated videos")
+            print(f"streams: {save_streams({v: streams[v] for v in args.save_streams}, Path(args.out))}")
     return 0
 
 

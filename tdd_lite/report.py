@@ -128,6 +128,8 @@ def ced_figure(results: dict, threshold: float = 0.08):
                 ax.plot(100 * x, (e[None, :] <= x[:, None]).mean(1),
                         label=f"{name} (AUC {auc:.3f})" if auc is not None else name)
         ax.set_title(f"category {c}")
+        ax.set_ylim(0, 1)
+        ax.set_xlim(0, 100 * threshold)
         ax.set_xlabel("NME (bbox) %")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")

@@ -127,6 +127,9 @@ METRICS_NAME = "metrics.jsonl"
 # config fields that change neither the model nor the data a step sees: --resume may change these
 RESUME_FREE_FIELDS = ("name", "eval_every", "log_every", "checkpoint_every", "num_workers", "frame_cache",
                       "val_samples", "val_split", "debug_nan_step")
+# config fields added after checkpoints existed, with the value every run before them used (the checksum covers the
+# stored config, so the default is filled in after verification)
+ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05}
 # which displacement pair each discriminator reads
 _DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
               "temporal": ("real_temporal_disp", "fake_temporal_disp")}
@@ -855,6 +858,8 @@ def load_checkpoint(path: str | Path) -> dict:
         if not isinstance(state[k], want) or (want is int and isinstance(state[k], bool)):
             raise CheckpointError(f"{path}: field {k!r} is a {type(state[k]).__name__}, expected {want.__name__}")
     cfg = state["config"]
+    for k, v in ADDED_CONFIG_FIELDS.items():  # checkpoints written before a field existed ran with its old value
+        cfg.setdefault(k, v)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown, absent = sorted(set(cfg) - known), sorted(known - set(cfg))
     if unknown or absent:
