@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -219,3 +220,39 @@ def test_animation_html_loads_nothing_from_another_host():
     assert "https://" in raw  # matplotlib's player links a CDN stylesheet: the reason for the helper
     assert "https://" not in html and "http://" not in html.replace("http://www.w3.org", "")
     assert "<script" in html and "fa-backward-fast" in html and "fa-fast-backward" not in html
+
+
+@pytest.mark.slow
+def test_make_lab_starts_jupyterlab_as_this_user(tmp_path):
+    """`make lab` starts a JupyterLab server (as root too: the recipe adds --allow-root when uid is 0)."""
+    import os
+    import signal
+    import time
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
+    proc = subprocess.Popen(["make", "--no-print-directory", "lab",
+                             "LAB_ARGS=--no-browser --ServerApp.port=0 --ServerApp.ip=127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    out, started = [], False
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if "is running at" in line or "http://127.0.0.1:" in line:
+                started = True
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = "".join(out)
+    assert started, text[-3000:]
+    assert "Running as root is not recommended. Use --allow-root to bypass" not in text
