@@ -175,3 +175,19 @@ def test_grader_check_in_a_kernel_offline_and_otter_run(assigned, tmp_path):
         scores = {t["name"]: t.get("score") for t in json.loads((res / "results.json").read_text())["tests"]}
         got = sum(v for k, v in scores.items() if k.startswith("q") and v is not None)
         assert got == pytest.approx(expect), (label, scores)
+
+
+def test_bad_coursework_input_is_a_clear_error(tmp_path):
+    with pytest.raises(cw.DataError, match="no exercise master notebooks"):
+        cw.masters(tmp_path)
+    broken = tmp_path / "ex99_broken.ipynb"
+    broken.write_text("{not json")
+    with pytest.raises(cw.DataError, match="ex99_broken.ipynb: otter assign failed"):
+        cw.assign(broken, tmp_path / "out")
+    with pytest.raises(SystemExit) as exc:
+        cw.main(["book-pages", "teacher"])
+    assert exc.value.code == 2
+    plain = tmp_path / "plain.ipynb"
+    plain.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(cw.DataError, match="no otter tests"):
+        cw.question_tests(plain)
