@@ -503,14 +503,7 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(path.parent, path.name)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _atomic_write(path, lambda tmp: torch.save(self.state_dict(), tmp))
         return path
 
     def load_checkpoint(self, path: Path | None = None) -> None:
@@ -747,6 +740,18 @@ class Trainer:
                 "wall_time": time.time() - t0, "last_losses": logs}
 
 
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to ``path.tmp<pid>``, then rename over ``path``; the temp file never outlives a failure."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 # ================================================================================== checkpoint I/O
 class UnverifiedCheckpointWarning(UserWarning):
     """A checkpoint of the old format (no checksum) was loaded: its bytes could not be verified."""
@@ -961,14 +966,7 @@ def truncate_metrics(path: str | Path, step: int) -> int:
             continue
         keep.append(line if line.endswith("\n") else line + "\n")
     if dropped:
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        try:
-            tmp.write_text("".join(keep))
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        _atomic_write(path, lambda tmp: tmp.write_text("".join(keep)))
     return dropped
 
 

@@ -22,6 +22,7 @@ import pytest
 from tdd_lite.data import synth, vw300
 from tdd_lite.data.pts import PtsError, format_pts, read_pts, write_pts
 from tdd_lite.errors import DataError
+from tests._sequences import frames, landmarks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cli import ROOT, assert_one_line_error, run_cli  # noqa: E402
@@ -30,22 +31,11 @@ W, H, T = 64, 48, 12
 
 
 def _frames(n=T):
-    """Smooth frames whose red channel encodes the frame index (survives MJPG)."""
-    ys, xs = np.mgrid[0:H, 0:W]
-    out = []
-    for k in range(n):
-        img = np.empty((H, W, 3), np.uint8)
-        img[..., 0] = 20 + 15 * k
-        img[..., 1] = (xs * 3) % 256
-        img[..., 2] = (ys * 4) % 256
-        out.append(img)
-    return out
+    return frames(n, step=15)
 
 
 def _landmarks(n=T, seed=0):
-    rng = np.random.default_rng(seed)
-    base = np.stack([rng.uniform(15, 50, 68), rng.uniform(10, 38, 68)], 1)
-    return np.stack([base + rng.normal(0, 0.5, base.shape) for _ in range(n)])
+    return landmarks(n, seed)
 
 
 @pytest.fixture(scope="module")

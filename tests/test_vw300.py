@@ -10,27 +10,17 @@ import pytest
 from tdd_lite import cli
 from tdd_lite.data import vw300
 from tdd_lite.data.pts import PtsError, read_pts, write_pts
+from tests._sequences import frames, landmarks
 
 W, H, T = 64, 48, 6
 
 
-def _frames(n=T, seed=0):
-    """Smooth frames whose brightness encodes the frame index (MJPG is lossy; these survive it)."""
-    ys, xs = np.mgrid[0:H, 0:W]
-    out = []
-    for k in range(n):
-        img = np.empty((H, W, 3), np.uint8)
-        img[..., 0] = 20 + 30 * k
-        img[..., 1] = (xs * 3) % 256
-        img[..., 2] = (ys * 4) % 256
-        out.append(img)
-    return out
+def _frames(n=T):
+    return frames(n, step=30)
 
 
 def _landmarks(n=T, seed=0):
-    rng = np.random.default_rng(seed)
-    base = np.stack([rng.uniform(15, 50, 68), rng.uniform(10, 38, 68)], 1)
-    return np.stack([base + rng.normal(0, 0.5, base.shape) for _ in range(n)])
+    return landmarks(n, seed)
 
 
 @pytest.fixture(scope="module")
