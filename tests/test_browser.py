@@ -134,11 +134,12 @@ def check_page(browser, base: str, root: Path, page_path: Path, shot: Path) -> t
             if not complete or width == 0:
                 problems.append(f"image not loaded: {src}")
         sliders = page.locator(".widget-slider").count()
+        final_url = page.url   # index.html redirects to the intro: links resolve against the page shown
         hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
     finally:
         page.close()
     for h in hrefs:
-        target = urlparse(urljoin(url, h))
+        target = urlparse(urljoin(final_url, h))
         if target.scheme not in ("http", "https") or target.hostname != "127.0.0.1":
             continue
         path = root / unquote(target.path).lstrip("/")
@@ -200,7 +201,7 @@ def test_start_page_redirects_to_the_intro_with_its_figure(browser):
         fig = page.locator("figure img, img[alt*='Frames']")
         assert fig.count() >= 1, "the intro does not show the pipeline figure"
         assert fig.first.evaluate("img => img.naturalWidth") > 500
-        assert "teaching 3DMM CC0" in page.inner_text("footer"), "the licence footer is missing"
+        assert "teaching 3DMM CC0" in page.inner_text("footer.bd-footer-content"), "the licence footer is missing"
         assert page.locator("link[rel='icon'], link[rel='shortcut icon']").count() >= 1, "no favicon"
         page.close()
     finally:

@@ -4,8 +4,9 @@
   ``env-before-read-docs`` event, and a page that declared ``const THEBE_JS_URL`` twice logged
   "Identifier 'THEBE_JS_URL' has already been declared".
 * The ipywidgets HTML manager (``_static/widgets/embed-amd.js``) resolves its icon fonts relative to the module id
-  that require.js gave it (``notebooks/@jupyter-widgets/html-manager/dist/``, a 404); the global
-  ``__jupyter_widgets_assets_path__`` it reads first points it at ``_static/widgets/`` instead.
+  require.js gave it, i.e. relative to the page (``notebooks/@jupyter-widgets/html-manager/dist/``: a 404, and its
+  ``__jupyter_widgets_assets_path__`` global is overridden by that module path). After the build, the font files
+  are copied there next to every page that holds widget state; the favicon is also copied to ``/favicon.ico``.
 * The edition (``TDD_EDITION``: ``student`` or ``instructor``) is shown in the page footer and registered as a Sphinx
   tag, so ``{only} instructor`` blocks appear only in the instructor edition.
 """
@@ -29,17 +30,41 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     if scripts:
         seen, kept = set(), []
         for js in scripts:
-            key = (str(js), tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
+            # the same file or inline body: sphinx-thebe's body is registered twice, once with filename None and
+            # once with '', so Sphinx's own equality check keeps both
+            key = (str(getattr(js, "filename", js) or ""),
+                   tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
             if key not in seen:
                 seen.add(key)
                 kept.append(js)
         scripts[:] = kept
-    pathto = context.get("pathto")
-    if pathto is not None:
-        rel = pathto("_static/widgets/", 1)
-        app.add_js_file(None, body=f'window.__jupyter_widgets_assets_path__ = new URL("{rel}", document.baseURI).href;',
-                        priority=100)
     context["tdd_edition"] = edition()
+
+
+FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot")
+
+
+def _widget_fonts(app, exception) -> None:
+    """Copy the widget manager's fonts to ``<page dir>/@jupyter-widgets/html-manager/dist/`` for widget pages."""
+    import shutil
+    from pathlib import Path
+
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    fonts = [p for p in (out / "_static" / "widgets").glob("*") if p.suffix in FONT_SUFFIXES]
+    dirs = {page.parent for page in out.rglob("*.html") if "_static" not in page.parts
+            and "application/vnd.jupyter.widget-state+json" in page.read_text(encoding="utf-8", errors="replace")}
+    # the folder depends on which module's chunk loads the font CSS: both seen in Chromium
+    for d in dirs:
+        for dest in (d / "@jupyter-widgets", d / "@jupyter-widgets" / "html-manager" / "dist"):
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in fonts:
+                shutil.copy2(f, dest / f.name)
+    # a page without an icon link (index.html, the redirect) makes the browser ask for /favicon.ico
+    icon = out / "_static" / "favicon.png"
+    if icon.exists():
+        shutil.copy2(icon, out / "favicon.ico")
 
 
 def _add_tag(app, config) -> None:
@@ -49,4 +74,5 @@ def _add_tag(app, config) -> None:
 def setup(app):
     app.connect("config-inited", _add_tag)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("build-finished", _widget_fonts)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
