@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +192,11 @@ def test_bad_coursework_input_is_a_clear_error(tmp_path):
     plain.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     with pytest.raises(cw.DataError, match="no otter tests"):
         cw.question_tests(plain)
+
+
+def test_assign_takes_a_relative_output_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # `make assignments` passes _build/assignments, relative to the repository
+    student, autograder = cw.assign(MASTERS[0], Path("rel") / "ex")
+    assert student.resolve() == (tmp_path / "rel" / "ex" / "student" / MASTERS[0].name)
+    assert any(autograder.glob("*-autograder_*.zip"))
+    assert not (MASTERS[0].parent / "rel").exists()

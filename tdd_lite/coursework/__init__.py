@@ -44,7 +44,7 @@ def masters(folder: Path = EXERCISES) -> list[Path]:
 
 def assign(master: Path, out: Path) -> tuple[Path, Path]:
     """``otter assign MASTER OUT``: returns (student notebook, autograder folder). Replaces ``out`` whole."""
-    master, out = Path(master), Path(out)
+    master, out = Path(master).resolve(), Path(out).resolve()
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
