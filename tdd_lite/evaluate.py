@@ -53,18 +53,35 @@ def _params(seq) -> dict | None:
         return {k: z[k] for k in z.files}
 
 
+def _stack_params(params: list[tuple]) -> dict[str, np.ndarray]:
+    """Per-frame (alpha_id, alpha_exp, camera) tuples -> ``{"alpha_id": (T, K), ...}`` (NaN where missing)."""
+    ref = next(p for p in params if p is not None)
+    out = {}
+    for i, key in enumerate(("alpha_id", "alpha_exp", "camera")):
+        out[key] = np.stack([np.asarray(p[i], np.float64) if p is not None else np.full(ref[i].shape, np.nan)
+                             for p in params])
+    return out
+
+
 @torch.no_grad()
-def gt_crop_landmarks(predict, frames: list[np.ndarray], gt: np.ndarray, size: int) -> np.ndarray:
-    """The convenient protocol: each frame cropped from its own ground-truth box (NaN where gt is missing)."""
+def gt_crop_landmarks(predict, frames: list[np.ndarray], gt: np.ndarray, size: int, with_params: bool = False):
+    """The convenient protocol: each frame cropped from its own ground-truth box (NaN where gt is missing);
+    with ``with_params`` also G's parameters per frame (:func:`_stack_params`)."""
     from tdd_lite.data.crops import box_from_landmarks, crop_image, from_crop
     from tdd_lite.track import image_to_tensor
 
     out = np.full(gt.shape, np.nan)
+    params: list = []
     for k, frame in enumerate(frames):
         if np.isfinite(gt[k]).all():
             box = box_from_landmarks(gt[k])
             out[k] = from_crop(predict(image_to_tensor(crop_image(frame, box, size)))[0], box)
-    return out
+            params.append(getattr(predict, "last", None))
+        else:
+            params.append(None)
+    if not with_params:
+        return out
+    return out, (_stack_params(params) if any(p is not None for p in params) else None)
 
 
 def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: dict[str, list[str]], size: int,
@@ -108,7 +125,8 @@ def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: d
             stop = start + len(frames)
             tracker = Tracker(predict, size, detector=detector, redetect=redetect,
                               fallback="gt" if detector != "gt" else "centre")
-            r = tracker.run(frames, gt)
+            params: list[tuple] = []  # G's (alpha_id, alpha_exp, camera) of each frame's final estimate
+            r = tracker.run(frames, gt, on_step=lambda k, f, st, acc=params: acc.append(predict.last))
             if not np.isfinite(r.landmarks).all():
                 k = int(np.argwhere(~np.isfinite(r.landmarks).all(axis=(1, 2)))[0, 0])
                 raise CheckpointError(f"the network's estimate is NaN/inf on video {seq.name} frame {start + k}: "
@@ -130,10 +148,14 @@ def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: d
                     still = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
             outputs = {method_name(f): (filter_objs[f].apply(r.landmarks) if f != "none" else r.landmarks)
                        for f in filters}
+            fitted = {"tracking": _stack_params(params)}
             if gt_crops:
-                outputs[GT_CROPS] = gt_crop_landmarks(predict, frames, gt, size)
+                outputs[GT_CROPS], fitted[GT_CROPS] = gt_crop_landmarks(predict, frames, gt, size, with_params=True)
             for name, pred in outputs.items():
-                row = video_metrics(pred, gt, still_segments=still)
+                fit = fitted.get(name)
+                usable = truth is not None and fit is not None and all(np.isfinite(v).all() for v in fit.values())
+                p3d = dict(model=model3dmm, params_pred=fit, params_true=truth) if usable else {}
+                row = video_metrics(pred, gt, still_segments=still, **p3d)
                 row["category"] = cat
                 rows[name].append(row)
                 methods[name]["videos"][seq.name] = row

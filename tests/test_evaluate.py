@@ -94,6 +94,10 @@ def test_evaluate_videos_rows_agree_with_the_metrics_and_the_report(data, tmp_pa
         assert np.isclose(r["methods"][name]["categories"]["A"]["nme"], frames.mean(), rtol=1e-9)
     s = next(iter(r["streams"].values()))
     np.testing.assert_allclose(s["tracking + moving"], make_filter("moving").apply(s["tracking"]))
+    # Synth300VW's params.npz: the 3D metrics of G's own parameters (tracking, GT crops), none for a filter
+    cats = {n: m["categories"]["A"] for n, m in r["methods"].items()}
+    assert cats["tracking"]["identity_spread"] is not None and cats[GT_CROPS]["expression_error"] is not None
+    assert cats["tracking + moving"]["identity_spread"] is None
     # the GT-crop row crops every frame from its own true box (the replay above does that by hand)
     seq = ids[0]
     box = crops.box_from_landmarks(seq.landmarks[2])
