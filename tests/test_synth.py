@@ -252,5 +252,10 @@ def test_still_segments_hold_the_truth_for_a_second(tmp_path, model):
             run = np.flatnonzero(still)
             assert run.size >= 30 and np.all(np.diff(run) == 1)  # one contiguous segment
             assert np.abs(np.diff(lmk[still], axis=0)).max() < 1e-9
+            # continuous at the segment's end: no jump bigger than the video's usual frame-to-frame motion
+            step = np.abs(np.diff(lmk, axis=0)).max(axis=(1, 2))
+            end = run[-1]
+            if end + 1 < len(lmk):
+                assert step[end] <= 3 * np.percentile(step[~still[:-1]], 90) + 1e-9
         assert np.abs(np.diff(lmk[~still], axis=0)).max() > 0.1
     assert 1 <= n_still <= 7

@@ -80,7 +80,7 @@ MAX_VIDEOS = 999  # 3-digit 300VW ids
 MAX_FRAMES = 100_000
 CATEGORIES = ("A", "B", "C")
 STILL_PROBABILITY = 0.5  # share of videos (60+ frames) with a still segment
-FORMAT_VERSION = 3  # bump whenever the generated content changes: ensure_synth() then regenerates
+FORMAT_VERSION = 4  # bump whenever the generated content changes: ensure_synth() then regenerates
 
 # default sets: fast (notebooks/CI: seconds) and full (a laptop-hour-sized training set)
 DEFAULTS = {
@@ -317,8 +317,10 @@ def plan_video(model: MorphableModel, rng: np.random.Generator, category: str, f
         n = int(rng.integers(30, min(60, frames // 2) + 1))
         s0 = int(rng.integers(0, frames - n + 1))
         still[s0:s0 + n] = True
-        for arr in (pose, alpha_exp, centre, f):
-            arr[s0:s0 + n] = arr[s0]
+        # pause the trajectories (time-warp): hold frame s0 for n frames, then continue from where they were,
+        # so the truth is still inside the segment and continuous at both of its ends
+        idx = np.r_[np.arange(s0), np.full(n, s0), np.arange(s0, frames - n)]
+        pose, alpha_exp, centre, f = pose[idx], alpha_exp[idx], centre[idx], f[idx]
     deg = np.pi / 180
     rot = euler_to_rotation(torch.from_numpy(pose[:, 0] * deg), torch.from_numpy(pose[:, 1] * deg),
                             torch.from_numpy(pose[:, 2] * deg)).double().numpy()
