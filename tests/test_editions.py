@@ -80,7 +80,10 @@ def test_student_edition_contains_no_solution():
     sources = [p for p in (STUDENT / "_sources").rglob("*") if p.is_file()]
     text = "\n".join(p.read_text(errors="replace") for p in sources)
     text += (STUDENT / "searchindex.js").read_text(errors="replace")
-    assert not [s for s in solutions if s in text]
+    # the chapter notebooks teach some of the same code (e.g. 03's eq. 1 in one line): those lines are course text,
+    # not a leak of the graded sets, so only lines found nowhere in notebooks/ count here
+    taught = "\n".join(p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert not [s for s in solutions if s in text and s not in taught]
     ex = sorted((STUDENT / "book" / "exercises").glob("ex*.html"))
     assert len(ex) == len(cw.masters()) and all("grader.check" in p.read_text() for p in ex)
 
