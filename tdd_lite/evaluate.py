@@ -222,11 +222,12 @@ def evaluate_tracking(net: torch.nn.Module, model3dmm, root: str | Path, videos:
     paper). A thin wrapper over :func:`evaluate_videos` for notebooks and quick checks.
     """
     label = label or (videos if isinstance(videos, str) else "videos")
-    ids = [videos] if isinstance(videos, str) else list(videos)
     if isinstance(videos, str):
         from tdd_lite.data.vw300 import split_videos
 
         ids = split_videos(root, videos)
+    else:
+        ids = list(videos)
     r = evaluate_videos(net, model3dmm, root, {label: ids}, size, detector=mode, redetect=redetect,
                         device=device, max_frames=max_frames, progress=progress, skip_bad=skip_bad, gt_crops=False)
     m = r["methods"]["tracking"]

@@ -150,7 +150,7 @@ def _atomic_write(path: Path, data: str | bytes) -> None:
 
 def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     """Write ``report.md``, ``report.csv``, ``report.json`` and ``ced.png`` into ``out`` (each atomically)."""
-    import matplotlib
+    import matplotlib.pyplot as plt
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,13 +158,9 @@ def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     _atomic_write(paths["md"], markdown(results))
     _atomic_write(paths["csv"], csv_text(results))
     _atomic_write(paths["json"], json.dumps(results, indent=1, sort_keys=False, default=float) + "\n")
-    backend = matplotlib.get_backend()
     fig = ced_figure(results)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
     _atomic_write(paths["ced"], buf.getvalue())
-    del backend
     return paths

@@ -407,9 +407,10 @@ def add_arguments(p) -> None:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
-    """A fresh partial folder beside ``out``; refuses to replace anything that is not an earlier track output."""
-    import os
-    import shutil
+    """A fresh partial folder beside ``out`` (:func:`tdd_lite.data.vw300.make_partial_dir`, the same mechanism
+    as synth: marked, removed by the next run once its process is gone); refuses to replace anything that is not
+    an earlier track output."""
+    from tdd_lite.data.vw300 import make_partial_dir, remove_stale_partials
 
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
@@ -422,17 +423,9 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
                 raise UsageError(f"--out {out}: not a tdd-lite track output (no {TRACK_MARKER}); refusing to "
                                  "replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):  # earlier interrupted runs (ours: named so)
-        try:
-            pid = int(stale.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
-            shutil.rmtree(stale, ignore_errors=True)
-        except PermissionError:
-            pass
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "annot").mkdir(parents=True)
+    remove_stale_partials(out)
+    tmp = make_partial_dir(out, "tdd-lite track")
+    (tmp / "annot").mkdir()
     return tmp
 
 
@@ -454,6 +447,7 @@ def run(args) -> int:
 
     from tdd_lite.config import pick_device
     from tdd_lite.data.pts import write_pts
+    from tdd_lite.data.vw300 import PARTIAL_MARKER, remove_partial
     from tdd_lite.errors import DataError
     from tdd_lite.filters import make_filter
     from tdd_lite.morphable import load_teaching_model
@@ -510,6 +504,7 @@ def run(args) -> int:
                 "frame_size": frame_size, "fps_input": source.fps,
                 **result.to_json()}
         (tmp / TRACK_MARKER).write_text(json.dumps(info, sort_keys=True) + "\n")
+        (tmp / PARTIAL_MARKER).unlink()  # finished: no longer a partial folder
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -521,7 +516,7 @@ def run(args) -> int:
         video.close(keep=False)
         if overlay is not None:
             overlay.close(keep=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_partial(tmp)
         raise
     print(f"{len(lmk)} frames at {result.fps:.1f} frames/s ({result.redetections} re-detections, "
           f"{result.lost_frames} lost) -> {out}/annot, {out}/{TRACK_MARKER}"

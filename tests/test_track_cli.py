@@ -77,7 +77,7 @@ def test_track_refuses_to_replace_what_it_did_not_make(setup):
                 "--detector", "haar", "--no-progress")
     assert_one_line_error(r, 2, "not a tdd-lite track output", "tdd-lite track")
     assert (mine / "thesis.tex").read_text() == "precious"
-    assert not list(base.glob(".users_folder.partial-*"))
+    assert not list(base.glob("*users_folder.partial-*"))
 
 
 def _fifo(base):
