@@ -1,4 +1,4 @@
-"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate | track``.
+"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate | track | ablation``.
 
 Each subcommand lives in the module that does the work; that module defines ``add_arguments(parser)`` and
 ``run(args) -> int``. This file only dispatches (modules are imported lazily so ``--help`` is instant) and
@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tdd_lite.train", "train G with the three displacement discriminators"),
     "evaluate": ("tdd_lite.evaluate", "NME of a checkpoint on 300VW-layout test videos (tracking protocol)"),
     "track": ("tdd_lite.track", "landmarks of a video or image folder with a checkpoint (tracking protocol)"),
+    "ablation": ("tdd_lite.experiments", "Table 3's discriminator grid x seeds, trained and evaluated, with tables"),
 }
 
 

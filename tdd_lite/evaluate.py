@@ -64,21 +64,30 @@ def _stack_params(params: list[tuple]) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def gt_crop_landmarks(predict, frames: list[np.ndarray], gt: np.ndarray, size: int, with_params: bool = False):
+def gt_crop_landmarks(predict, frames: list[np.ndarray], gt: np.ndarray, size: int, with_params: bool = False,
+                      chunk: int = 32):
     """The convenient protocol: each frame cropped from its own ground-truth box (NaN where gt is missing);
-    with ``with_params`` also G's parameters per frame (:func:`_stack_params`)."""
+    with ``with_params`` also G's parameters per frame (:func:`_stack_params`). A predictor with a ``batch``
+    method (:func:`tdd_lite.track.net_predictor`) runs ``chunk`` crops per forward pass."""
     from tdd_lite.data.crops import box_from_landmarks, crop_image, from_crop
     from tdd_lite.track import image_to_tensor
 
     out = np.full(gt.shape, np.nan)
-    params: list = []
-    for k, frame in enumerate(frames):
-        if np.isfinite(gt[k]).all():
-            box = box_from_landmarks(gt[k])
-            out[k] = from_crop(predict(image_to_tensor(crop_image(frame, box, size)))[0], box)
-            params.append(getattr(predict, "last", None))
-        else:
-            params.append(None)
+    params: list = [None] * len(frames)
+    todo = [k for k in range(len(frames)) if np.isfinite(gt[k]).all()]
+    boxes = {k: box_from_landmarks(gt[k]) for k in todo}
+    batch = getattr(predict, "batch", None)
+    if batch is None:
+        for k in todo:
+            out[k] = from_crop(predict(image_to_tensor(crop_image(frames[k], boxes[k], size)))[0], boxes[k])
+            params[k] = getattr(predict, "last", None)
+    else:
+        for i in range(0, len(todo), chunk):
+            ks = todo[i:i + chunk]
+            lmk01, fit = batch(torch.stack([image_to_tensor(crop_image(frames[k], boxes[k], size)) for k in ks]))
+            for j, k in enumerate(ks):
+                out[k] = from_crop(lmk01[j], boxes[k])
+                params[k] = tuple(f[j] for f in fit)
     if not with_params:
         return out
     return out, (_stack_params(params) if any(p is not None for p in params) else None)

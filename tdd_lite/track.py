@@ -77,7 +77,16 @@ def net_predictor(net: torch.nn.Module, model3dmm, device: str | torch.device = 
         predict.last = tuple(o[0].double().cpu() for o in out)  # (alpha_id, alpha_exp, camera in crop coords)
         return lmk.double().cpu().numpy(), predict.last[0].numpy()
 
+    @torch.no_grad()
+    def batch(images: torch.Tensor) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """(N, 3, S, S) -> (landmarks01 (N, 68, 2), (alpha_id, alpha_exp, camera) each (N, ...)): the same
+        network on many crops at once (the ground-truth-crop protocol has no frame-to-frame dependency)."""
+        out = net(images.to(device))
+        return (predict_landmarks(model3dmm, out).double().cpu().numpy(),
+                tuple(o.double().cpu().numpy() for o in out))
+
     predict.last = None
+    predict.batch = batch
     return predict
 
 
