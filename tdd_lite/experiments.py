@@ -7,7 +7,8 @@ evaluate_videos`: MTCNN first frame, re-detection, every metric, the ground-trut
 configurations of the Table 2 analogue (no discriminator, all three) are also evaluated after every stabiliser
 and put through the outlier experiment (:func:`outlier_experiment`). Each run writes ``runs/<slug>/result.json``
 (atomic); a finished run is skipped, an interrupted one resumes from its checkpoint. :func:`summarize` turns
-the per-run files into the tables (``summary.json`` / ``summary.md``) and :func:`write_figures` the plots.
+the per-run files into the tables (``summary.json`` / ``summary.md``) and :func:`write_figures` the plots
+(``table3.png``, ``outliers.png``, ``disentanglement.png``).
 
 Usage::
 
@@ -254,6 +255,7 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
     _atomic_json(manifest_path, manifest)
     summary = summarize(out)
     write_summary(out, summary)
+    write_figures(out, summary)
     return summary
 
 
@@ -575,6 +577,111 @@ def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Pat
     return {"json": out / "summary.json", "md": out / "summary.md"}
 
 
+# ===================================================================================== figures
+_SHORT = {UNTRAINED: "untrained", **{k: v for k, v in SLUGS.items()}}
+
+
+def table3_figure(summary: dict, method: str = "tracking"):
+    """Table 3 analogue as bars (mean over seeds, error bar = std, dots = seeds) beside the paper's values."""
+    import matplotlib.pyplot as plt
+
+    t3 = summary["table3"]
+    labels = [lb for lb in SLUGS if lb in t3]
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    x = np.arange(len(labels))
+    for i, cat in enumerate(CATEGORIES):
+        cells = [t3[lb][method].get(cat, {}).get("nme") for lb in labels]
+        mean = [100 * c["mean"] if c else np.nan for c in cells]
+        std = [100 * c["std"] if c else 0 for c in cells]
+        ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=std, capsize=2, label=f"300VW-{cat} analogue")
+        for j, c in enumerate(cells):
+            if c:
+                ax.plot([x[j] + (i - 1) * 0.27] * len(c["values"]), 100 * np.asarray(c["values"]), "k.", ms=3)
+        axp.bar(x + (i - 1) * 0.27, [PAPER_TABLE3[lb][i] for lb in labels], 0.27, label=f"300VW-{cat}")
+    for a, title in ((ax, f"ours: Synth300VW, {len(summary['seeds'])} seeds ({method})"),
+                     (axp, "paper (real 300VW, one run each)")):
+        a.set_xticks(x, [_SHORT[lb] for lb in labels], rotation=35, ha="right")
+        a.set_ylabel("NME (%)")
+        a.set_title(title, fontsize=10, pad=22)
+        a.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    ax.set_ylim(0, None)
+    axp.set_ylim(0, 5.0)
+    fig.tight_layout()
+    return fig
+
+
+def outlier_figure(summary: dict):
+    """NME increase against frame offset from the corrupted frame, one panel per corruption."""
+    import matplotlib.pyplot as plt
+
+    rows = summary["outliers"]
+    kinds = [k for k in CORRUPTIONS if any(k in r for r in rows.values())]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.4), sharex=True, squeeze=False)
+    styles = {BASELINE: "-", FULL: "--"}
+    for ax, kind in zip(axes[0], kinds):
+        for name, per in rows.items():
+            if kind not in per:
+                continue
+            mean = [100 * per[kind][str(o)]["mean"] for o in OFFSETS]
+            std = [100 * per[kind][str(o)]["std"] for o in OFFSETS]
+            base = FULL if name.startswith(FULL) else BASELINE
+            label = name.replace(FULL, "all three D").replace(BASELINE, "no D")
+            ax.errorbar(OFFSETS, mean, yerr=std, ls=styles[base], marker="o", ms=3, capsize=2, label=label)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.axvline(0, color="0.8", lw=0.8)
+        ax.set_title(kind, fontsize=10)
+        ax.set_xlabel("offset from the corrupted frame t")
+    axes[0][0].set_ylabel("NME increase (points)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    return fig
+
+
+def disentanglement_figure(summary: dict):
+    """Identity spread and expression error per configuration (tracking, mean over seeds and std)."""
+    import matplotlib.pyplot as plt
+
+    t3 = summary["table3"]
+    labels = [lb for lb in [UNTRAINED, *SLUGS] if lb in t3]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    x = np.arange(len(labels))
+    for ax, key, title in ((axes[0], "identity_spread", "identity spread (mm): lower = steadier identity"),
+                           (axes[1], "expression_error", "expression error (mm): lower = truer expression")):
+        for i, cat in enumerate(CATEGORIES):
+            cells = [t3[lb]["tracking"].get(cat, {}).get(key) for lb in labels]
+            ax.bar(x + (i - 1) * 0.27, [c["mean"] if c else np.nan for c in cells], 0.27,
+                   yerr=[c["std"] if c else 0 for c in cells], capsize=2, label=cat)
+        ax.set_xticks(x, [_SHORT[lb] for lb in labels], rotation=35, ha="right")
+        ax.set_title(title, fontsize=10, pad=22)
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(out: str | Path, summary: dict | None = None) -> list[Path]:
+    """``table3.png``, ``outliers.png``, ``disentanglement.png`` under ``OUT`` (atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    summary = summary if summary is not None else summarize(out)
+    paths = []
+    for name, make in (("table3", table3_figure), ("outliers", outlier_figure),
+                       ("disentanglement", disentanglement_figure)):
+        if name == "outliers" and not summary["outliers"]:
+            continue
+        fig = make(summary)
+        tmp = out / f".{name}.tmp{os.getpid()}.png"
+        fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+        os.replace(tmp, out / f"{name}.png")
+        paths.append(out / f"{name}.png")
+    return paths
+
+
 # ===================================================================================== command line
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="results folder (runs/<config>-s<seed>/result.json, grid.json, summary.*)")
@@ -596,6 +703,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{out}: is a file, expected a results folder")
     if args.only_summary:
         paths = write_summary(out)
+        write_figures(out)
         print(f"wrote {paths['md']}")
         return 0
     if not args.train_data or not args.eval_data:

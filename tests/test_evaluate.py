@@ -116,3 +116,30 @@ def test_evaluate_videos_rows_agree_with_the_metrics_and_the_report(data, tmp_pa
     assert float(cat["nme"]) == pytest.approx(r["methods"]["tracking"]["categories"]["A"]["nme"])
     md = paths["md"].read_text()
     assert f"| tracking | {100 * r['methods']['tracking']['categories']['A']['nme']:.3f} |" in md
+
+
+def test_batched_ground_truth_crops_agree_with_one_crop_at_a_time(data):
+    from tdd_lite.evaluate import gt_crop_landmarks
+    from tdd_lite.track import net_predictor
+
+    torch.manual_seed(0)
+    model = load_teaching_model()
+    predict = net_predictor(AlignmentNet.for_model(model), model)
+    seq = load_split(data, "A")[0]
+    frames = list(seq.frames())
+    gt = seq.landmarks.copy()
+    gt[1] = np.nan  # a frame without annotation stays NaN in both
+    batched, p_b = gt_crop_landmarks(predict, frames, gt, 64, with_params=True, chunk=2)
+
+    def one_at_a_time(image):
+        out = predict(image)
+        one_at_a_time.last = predict.last
+        return out
+
+    single, p_s = gt_crop_landmarks(one_at_a_time, frames, gt, 64, with_params=True)  # no .batch attribute
+    assert np.isnan(batched[1]).all() and np.isnan(single[1]).all()
+    ok = np.isfinite(gt).all(axis=(1, 2))
+    # batched convolutions may sum in another order: agree to float32 rounding, in pixels
+    np.testing.assert_allclose(batched[ok], single[ok], atol=1e-3)
+    for key in ("alpha_id", "alpha_exp", "camera"):
+        np.testing.assert_allclose(p_b[key][ok], p_s[key][ok], atol=1e-4)

@@ -1,0 +1,176 @@
+"""The ablation grid (tdd_lite.experiments): planning, the statistics against closed forms, the outlier
+experiment's causality, and that the committed tables are the ones the committed per-run files give."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tdd_lite import experiments as ex
+from tdd_lite.data.synth import generate
+from tdd_lite.errors import DataError, UsageError
+from tdd_lite.evaluate import GT_CROPS
+from tdd_lite.morphable import load_teaching_model
+from tdd_lite.network import AlignmentNet
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "results" / "ablation"
+
+
+# ------------------------------------------------------------------------------------------------ planning
+def test_plan_is_seed_major_with_the_untrained_floor_first():
+    runs = ex.plan([0, 1, 2])
+    assert runs[0] == {"label": ex.UNTRAINED, "seed": 0}
+    assert len(runs) == 1 + 8 * 3
+    assert [r["label"] for r in runs[1:9]] == list(ex.SLUGS)
+    assert {r["seed"] for r in runs[1:9]} == {0}
+    assert ex.plan([5], ["none", "With D_TD"], untrained=False) == [
+        {"label": "Without all", "seed": 5}, {"label": "With D_TD", "seed": 5}]
+
+
+def test_unknown_configuration_is_a_usage_error_naming_it():
+    with pytest.raises(UsageError, match="--configs bogus"):
+        ex.plan([0], ["none", "bogus"])
+
+
+def test_run_configs_switch_exactly_the_named_discriminators():
+    cfg = ex.run_config("With D_ID, D_TD", 4)
+    assert (cfg.use_id, cfg.use_ed, cfg.use_td, cfg.seed, cfg.name) == (True, False, True, 4, ex.PRESET)
+    assert ex.run_config(ex.UNTRAINED, 0).enabled == ()
+    assert ex.run_config("Without all", 0, steps=7).steps == 7
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def _fake_result(folder: Path, label: str, seed: int, nme: dict[str, float], extra: dict | None = None):
+    cats = {c: {"nme": v, "dnme": v / 10, "jitter_ratio": 2.0, "lag": 0.0, "lost_tracks": 0,
+                "identity_spread": 1.0 + seed, "expression_error": 3.0} for c, v in nme.items()}
+    methods = {"tracking": {"categories": cats, "videos": {}},
+               GT_CROPS: {"categories": {c: {"nme": v / 2} for c, v in nme.items()}, "videos": {}}}
+    for name, vals in (extra or {}).items():
+        methods[name] = {"categories": {c: {"nme": v} for c, v in vals.items()}, "videos": {}}
+    r = {"format": ex.RESULT_FORMAT, "label": label, "seed": seed, "slug": ex.run_slug(label, seed),
+         "evaluation": {"meta": {}, "methods": methods}}
+    path = folder / "runs" / ex.run_slug(label, seed) / ex.RESULT_NAME
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(r))
+
+
+def test_summary_statistics_match_closed_forms(tmp_path):
+    base = {0: 0.10, 1: 0.12, 2: 0.11}
+    diffs = {0: -0.01, 1: -0.02, 2: -0.03}  # mean -0.02, sample sd 0.01
+    for s in base:
+        _fake_result(tmp_path, "Without all", s, {"A": base[s]}, extra={"tracking + centred": {"A": base[s] + 1}})
+        _fake_result(tmp_path, "With D_TD", s, {"A": base[s] + diffs[s]})
+    (tmp_path / "runs" / "junk").mkdir()
+    (tmp_path / "runs" / "junk" / ex.RESULT_NAME).write_text("{not json")  # an interrupted write: ignored
+    s = ex.summarize(tmp_path)
+    cell = s["table3"]["Without all"]["tracking"]["A"]["nme"]
+    assert cell["mean"] == pytest.approx(0.11) and cell["std"] == pytest.approx(0.01) and cell["n"] == 3
+    p = s["paired"]["With D_TD"]["tracking"]["A"]
+    assert p["mean"] == pytest.approx(-0.02) and p["improved"] == 3
+    half = 4.302652729911275 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert p["ci95"] == pytest.approx([-0.02 - half, -0.02 + half])
+    assert s["paired"]["With D_TD"][GT_CROPS]["A"]["mean"] == pytest.approx(-0.01)
+    t2 = {(r["config"], r["filter"]): r for r in s["table2"]}
+    assert t2[("Without all", "centred")]["categories"]["A"]["nme"]["mean"] == pytest.approx(1.11)
+    assert t2[(ex.FULL, "none")]["categories"] == {}  # no full-method run: an empty row, not an invented one
+    md = ex.markdown(s)
+    assert "| With D_TD | 9.00 ± 1.00 |" in md and "-2.00 [" in md and "3/3" in md
+
+
+def test_summary_of_an_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no finished run"):
+        ex.summarize(tmp_path)
+
+
+def test_grid_refuses_a_folder_without_splits(tmp_path):
+    with pytest.raises(DataError, match="--train-data .*splits.json"):
+        ex.run_grid(tmp_path / "out", tmp_path, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ outliers
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synth") / "s", videos=4, frames=20, size=(96, 96), seed=5,
+                    progress=False)
+
+
+def test_corruptions_change_the_frame_and_shift_does_not(tiny):
+    from tdd_lite.data.vw300 import load_split
+
+    seq = load_split(tiny, "A")[0]
+    frame = next(iter(seq.frames()))
+    for kind in ("occluder", "blur", "flash"):
+        assert not np.array_equal(ex.corrupt_frame(frame, kind, seq.landmarks[0]), frame), kind
+    assert np.array_equal(ex.corrupt_frame(frame, "shift", seq.landmarks[0]), frame)
+    with pytest.raises(UsageError, match="corruption 'rain'"):
+        ex.corrupt_frame(frame, "rain", seq.landmarks[0])
+
+
+def test_outlier_experiment_is_causal_except_for_the_centred_average(tiny):
+    torch.manual_seed(0)
+    model = load_teaching_model()
+    net = AlignmentNet.for_model(model).eval()
+    from tdd_lite.data.vw300 import load_split
+
+    vids = [load_split(tiny, "A")[0].name]
+    r = ex.outlier_experiment(net, model, tiny, vids, 32, filters=("none", "centred", "one-euro"),
+                              positions=(8,), half=5, corruptions=("flash", "shift"))
+    assert r["samples"] == 1
+    inc = r["increase"]
+    for f in ("none", "one-euro"):  # causal: frames before t are the same stream
+        for kind in ("flash", "shift"):
+            assert all(inc[f][kind][str(o)] == 0.0 for o in (-3, -2, -1)), (f, kind)
+    # the crop of frame t is a quarter side off: the estimate at t must get worse
+    assert inc["none"]["shift"]["0"] > 0
+    # the centred 3-frame average pulls t's change into t-1 (and nothing earlier)
+    assert inc["centred"]["shift"]["-1"] != 0.0
+    assert inc["centred"]["shift"]["-2"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ committed
+needs_results = pytest.mark.skipif(not (COMMITTED / "summary.json").is_file(), reason="no committed grid")
+
+
+@needs_results
+def test_committed_grid_is_complete():
+    results = ex.load_results(COMMITTED)
+    seeds: dict[str, set] = {}
+    for r in results:
+        seeds.setdefault(r["label"], set()).add(r["seed"])
+        for cat in ex.CATEGORIES:
+            assert cat in r["evaluation"]["methods"]["tracking"]["categories"], (r["slug"], cat)
+    for label in ex.SLUGS:
+        assert len(seeds.get(label, ())) >= 3, label
+    grid = json.loads((COMMITTED / "grid.json").read_text())
+    assert grid["command"].startswith("tdd-lite ablation") and grid["revision"] and grid["wall_seconds"] > 0
+    assert grid["machine"]["cores"]
+
+
+def _close(a, b, path="summary"):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float | int):
+        # float sums may differ in the last bits between CPUs (SIMD width): 1e-9 relative is far below the
+        # 2-decimal tables and far above rounding noise
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isinf(a) and a == b), path
+    else:
+        assert a == b, path
+
+
+@needs_results
+def test_committed_tables_are_the_ones_the_committed_runs_give():
+    committed = json.loads((COMMITTED / "summary.json").read_text())
+    recomputed = json.loads(json.dumps(ex.summarize(COMMITTED)))  # through JSON, as written
+    _close(recomputed, committed)
+    grid = json.loads((COMMITTED / "grid.json").read_text())
+    assert (COMMITTED / "summary.md").read_text() == ex.markdown(committed, grid)
