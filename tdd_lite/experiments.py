@@ -56,8 +56,9 @@ TABLE2_ROWS = [(BASELINE, "none"), (BASELINE, "centred"), (BASELINE, "one-euro")
 TABLE2_FILTERS = {cfg: [f for c, f in TABLE2_ROWS if c == cfg] for cfg in (BASELINE, FULL)}
 CATEGORIES = ("A", "B", "C")
 # evaluation: the first EVAL_FRAMES frames of every test video (sized with the training so the grid fits 90 min)
-EVAL_FRAMES = 150
+EVAL_FRAMES = 100
 CORRUPTIONS = ("occluder", "blur", "flash", "shift")
+OUTLIER_POSITIONS = (40, 100)  # the corrupted frames of each outlier video
 OFFSETS = tuple(range(-3, 4))
 
 
@@ -139,7 +140,7 @@ def run_one(spec: dict) -> dict:
     """Train (or resume) and evaluate one run; writes and returns its ``result.json`` (see module docstring).
 
     ``spec``: ``label``, ``seed``, ``out``, ``train_data``, ``eval_data``, ``groups`` (category -> ids), and
-    optionally ``steps``, ``threads``, ``eval_frames``, ``outlier_videos``.
+    optionally ``steps``, ``threads``, ``eval_frames``, ``outlier_videos``, ``outlier_positions``.
     """
     import torch
 
@@ -182,7 +183,8 @@ def run_one(spec: dict) -> dict:
     if label in TABLE2_FILTERS and spec.get("outlier_videos"):
         t2 = time.time()
         result["outliers"] = outlier_experiment(net, model, spec["eval_data"], spec["outlier_videos"],
-                                                cfg.image_size, filters=TABLE2_FILTERS[label])
+                                                cfg.image_size, filters=TABLE2_FILTERS[label],
+                                                positions=spec.get("outlier_positions", OUTLIER_POSITIONS))
         result["outlier_seconds"] = round(time.time() - t2, 1)
     result["wall_seconds"] = round(time.time() - t0, 1)
     _atomic_json(folder / RESULT_NAME, result)
@@ -316,7 +318,7 @@ def track_window(predict, frames: list[np.ndarray], gt: np.ndarray, size: int, c
 
 
 def outlier_experiment(net, model3dmm, root: str | Path, videos: Iterable[str], size: int,
-                       filters: Sequence[str] = ("none",), positions: Sequence[int] = (40, 100),
+                       filters: Sequence[str] = ("none",), positions: Sequence[int] = OUTLIER_POSITIONS,
                        half: int = 12, corruptions: Sequence[str] = CORRUPTIONS, device: str = "cpu") -> dict:
     """Section 5's claim, measured: corrupt one frame t of a video (each of ``corruptions``) and compare each
     stabilised stream with the same window uncorrupted. Returns ``{filter: {corruption: {offset: mean NME

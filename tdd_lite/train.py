@@ -251,7 +251,7 @@ _PRESETS: dict[str, dict] = {
                  num_workers=2, frame_cache=True),
     # The Table 3 grid (tdd_lite.experiments): 8 configurations x 3 seeds in at most 90 minutes on 2 CPU cores,
     # two runs side by side with one thread each (measured: 1.87 steps/s per run at 64 px, batch 20).
-    "ablation": dict(image_size=64, steps=500, val_samples=60, eval_every=250, log_every=10, checkpoint_every=100,
+    "ablation": dict(image_size=64, steps=400, val_samples=60, eval_every=200, log_every=10, checkpoint_every=100,
                      num_workers=1, frame_cache=True),
     # Seconds, for tests: tiny crops, a handful of steps, a small batch.
     "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
