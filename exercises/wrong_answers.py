@@ -235,4 +235,112 @@ def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
 """),
         ],
     },
+    "ex07": {
+        "q1": [
+            ("first differences (velocity) instead of second differences", """
+def jitter_ratio(pred, gt):
+    p, g = np.asarray(pred, dtype=float), np.asarray(gt, dtype=float)
+    return float(np.linalg.norm(np.diff(p, axis=0), axis=-1).sum() / np.linalg.norm(np.diff(g, axis=0), axis=-1).sum())
+"""),
+            ("|x| + |y| per landmark instead of the Euclidean length", """
+def jitter_ratio(pred, gt):
+    p, g = np.asarray(pred, dtype=float), np.asarray(gt, dtype=float)
+    return float(np.abs(p[2:] - 2 * p[1:-1] + p[:-2]).sum() / np.abs(g[2:] - 2 * g[1:-1] + g[:-2]).sum())
+"""),
+            ("squared lengths (an energy ratio)", """
+def jitter_ratio(pred, gt):
+    p, g = np.asarray(pred, dtype=float), np.asarray(gt, dtype=float)
+    return float(((p[2:] - 2 * p[1:-1] + p[:-2]) ** 2).sum() / ((g[2:] - 2 * g[1:-1] + g[:-2]) ** 2).sum())
+"""),
+            ("the mean of per-frame ratios", """
+def jitter_ratio(pred, gt):
+    p, g = np.asarray(pred, dtype=float), np.asarray(gt, dtype=float)
+    ap = np.linalg.norm(p[2:] - 2 * p[1:-1] + p[:-2], axis=-1).sum(-1)
+    ag = np.linalg.norm(g[2:] - 2 * g[1:-1] + g[:-2], axis=-1).sum(-1)
+    return float(np.mean(ap / ag))
+"""),
+        ],
+        "q2": [
+            ("no clamp at 0 (two negative overlap widths multiply to a positive area)", """
+def box_iou(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    inter = (min(a[2], b[2]) - max(a[0], b[0])) * (min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union)
+"""),
+            ("intersection over the sum of the areas", """
+def box_iou(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])))
+"""),
+            ("intersection over the smaller box", """
+def box_iou(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return float(inter / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])))
+"""),
+            ("boxes read as (x, y, width, height)", """
+def box_iou(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a = np.array([a[0], a[1], a[0] + a[2], a[1] + a[3]])
+    b = np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]])
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+"""),
+        ],
+        "q3": [
+            ("the sign convention flipped (v_pred[t] against v_true[t + k])", """
+def lag(pred, gt, max_shift=5):
+    vp = np.diff(np.asarray(pred, dtype=float).mean(axis=1), axis=0)
+    vg = np.diff(np.asarray(gt, dtype=float).mean(axis=1), axis=0)
+    n, best_k, best_r = len(vp), 0, -np.inf
+    for k in sorted(range(-max_shift, max_shift + 1), key=abs):
+        i = np.arange(max(-k, 0), min(n, n - k))
+        x, y = vp[i] - vp[i].mean(0), vg[i + k] - vg[i + k].mean(0)
+        r = np.sum(x * y) / np.sqrt(np.sum(x * x) * np.sum(y * y))
+        if r > best_r:
+            best_k, best_r = k, r
+    return int(best_k)
+"""),
+            ("positions correlated instead of velocities", """
+def lag(pred, gt, max_shift=5):
+    cp = np.asarray(pred, dtype=float).mean(axis=1)
+    cg = np.asarray(gt, dtype=float).mean(axis=1)
+    n, best_k, best_r = len(cp), 0, -np.inf
+    for k in sorted(range(-max_shift, max_shift + 1), key=abs):
+        i = np.arange(max(k, 0), min(n, n + k))
+        x, y = cp[i] - cp[i].mean(0), cg[i - k] - cg[i - k].mean(0)
+        r = np.sum(x * y) / np.sqrt(np.sum(x * x) * np.sum(y * y))
+        if r > best_r:
+            best_k, best_r = k, r
+    return int(best_k)
+"""),
+            ("velocities not centred (a cosine, not a correlation)", """
+def lag(pred, gt, max_shift=5):
+    vp = np.diff(np.asarray(pred, dtype=float).mean(axis=1), axis=0)
+    vg = np.diff(np.asarray(gt, dtype=float).mean(axis=1), axis=0)
+    n, best_k, best_r = len(vp), 0, -np.inf
+    for k in sorted(range(-max_shift, max_shift + 1), key=abs):
+        i = np.arange(max(k, 0), min(n, n + k))
+        x, y = vp[i], vg[i - k]
+        r = np.sum(x * y) / np.sqrt(np.sum(x * x) * np.sum(y * y))
+        if r > best_r:
+            best_k, best_r = k, r
+    return int(best_k)
+"""),
+            ("the largest dot product instead of the correlation (not normalised)", """
+def lag(pred, gt, max_shift=5):
+    vp = np.diff(np.asarray(pred, dtype=float).mean(axis=1), axis=0)
+    vg = np.diff(np.asarray(gt, dtype=float).mean(axis=1), axis=0)
+    n, best_k, best_r = len(vp), 0, -np.inf
+    for k in sorted(range(-max_shift, max_shift + 1), key=abs):
+        i = np.arange(max(k, 0), min(n, n + k))
+        r = np.sum((vp[i] - vp[i].mean(0)) * (vg[i - k] - vg[i - k].mean(0)))
+        if r > best_r:
+            best_k, best_r = k, r
+    return int(best_k)
+"""),
+        ],
+    },
 }

@@ -80,8 +80,15 @@ def test_every_set_has_at_least_two_questions_with_hidden_tests(assigned):
             pub = [c for s in public[q]["suites"] for c in s["cases"]]
             assert pub and not any(c["hidden"] for c in pub), f"{name} {q}: the student notebook carries hidden tests"
             assert all(c.get("failure_message") for c in pub), f"{name} {q}: a public test without a message"
-    assert set(counts) == {f"ex0{i}" for i in range(1, 7)}, counts
+    assert set(counts) == {f"ex0{i}" for i in range(1, 8)}, counts
     print("questions per set:", counts, "total", sum(counts.values()))
+
+
+def test_every_set_is_a_page_of_the_book():
+    """Each master has its page in _toc.yml (only_build_toc_files: a set missing there never reaches the book)."""
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    missing = [m.stem for m in MASTERS if f"file: book/exercises/{m.stem}\n" not in toc]
+    assert not missing, f"_toc.yml lists no page for {missing} (add '- file: book/exercises/NAME' under Graded)"
 
 
 @pytest.mark.parametrize("name", SETS)
