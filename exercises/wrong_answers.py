@@ -8,30 +8,44 @@ namespace where the reference solution ran first.
 WRONG: dict[str, dict[str, list[tuple[str, str]]]] = {
     "ex01": {
         "q1": [
-            ("alpha taken as raw coefficients (no standard deviations)", """
-def landmarks_3d(model, alpha_id, alpha_exp):
-    b = alpha_id.shape[0]
-    flat = model.mean_shape.reshape(1, -1) + alpha_id @ model.id_basis.T + alpha_exp @ model.exp_basis.T
-    return flat.reshape(b, -1, 3)[:, torch.as_tensor(model.landmark_index)]
+            ("each basis projected on its own (A_id^T and A_exp^T: they are not orthogonal to each other)", """
+def fit_coefficients(model, shape):
+    d = (shape.double() - model.mean_shape.double()).reshape(shape.shape[0], -1)
+    alpha_id = (d @ model.id_basis.double()) / model.id_std.double()
+    alpha_exp = (d @ model.exp_basis.double()) / model.exp_std.double()
+    return alpha_id.float(), alpha_exp.float()
 """),
-            ("the (3N,) vector reshaped as (3, N) instead of (N, 3)", """
-def landmarks_3d(model, alpha_id, alpha_exp):
-    b = alpha_id.shape[0]
-    flat = (model.mean_shape.reshape(1, -1) + (alpha_id * model.id_std) @ model.id_basis.T
-            + (alpha_exp * model.exp_std) @ model.exp_basis.T)
-    return flat.reshape(b, 3, -1).transpose(1, 2)[:, torch.as_tensor(model.landmark_index)]
+            ("the standard deviations left out (coefficients in metres)", """
+def fit_coefficients(model, shape):
+    basis = torch.cat([model.id_basis, model.exp_basis], dim=1).double()
+    d = (shape.double() - model.mean_shape.double()).reshape(shape.shape[0], -1)
+    both = torch.linalg.lstsq(basis, d.T).solution.T
+    return both[:, :model.n_id].float(), both[:, model.n_id:].float()
+"""),
+            ("fitted to the 68 landmarks only (204 numbers for 228 unknowns)", """
+def fit_coefficients(model, shape):
+    d = (shape[:, torch.as_tensor(model.landmark_index)].double() - model.lmk_mean.double()).reshape(shape.shape[0], -1)
+    basis = torch.cat([model.lmk_id, model.lmk_exp], dim=1).double()
+    both = (torch.linalg.pinv(basis) @ d.T).T
+    return both[:, :model.n_id].float(), both[:, model.n_id:].float()
 """),
         ],
         "q2": [
-            ("the 8 numbers read column-major", """
-def project_points(X, camera):
-    m = camera.reshape(-1, 4, 2).transpose(1, 2)
-    return X @ m[:, :, :3].transpose(1, 2) + m[:, None, :, 3]
+            ("the 8 numbers written column-major", """
+def fit_camera(X, v):
+    X1 = torch.cat([X.double(), torch.ones_like(X[..., :1], dtype=torch.float64)], dim=-1)
+    return torch.linalg.lstsq(X1, v.double()).solution.reshape(-1, 8).float()
 """),
-            ("translation forgotten", """
-def project_points(X, camera):
-    m = camera.reshape(-1, 2, 4)
-    return X @ m[:, :, :3].transpose(1, 2)
+            ("no translation column (the fit forced through the origin)", """
+def fit_camera(X, v):
+    lin = torch.linalg.lstsq(X.double(), v.double()).solution.transpose(1, 2)
+    return torch.cat([lin, torch.zeros(X.shape[0], 2, 1, dtype=torch.float64)], dim=2).reshape(-1, 8).float()
+"""),
+            ("the linear part fitted on centred points, t = the centroid of v", """
+def fit_camera(X, v):
+    Xc, vc = X.double() - X.double().mean(1, keepdim=True), v.double() - v.double().mean(1, keepdim=True)
+    lin = torch.linalg.lstsq(Xc, vc).solution.transpose(1, 2)
+    return torch.cat([lin, v.double().mean(1)[..., None]], dim=2).reshape(-1, 8).float()
 """),
         ],
         "q3": [
@@ -79,13 +93,26 @@ def to_crop(points, box):
     },
     "ex03": {
         "q1": [
-            ("the per-landmark reading (mean distance)", """
-def landmark_loss(pred, gt):
-    return (pred - gt).norm(dim=-1).mean()
+            ("the mean over the batch forgotten (gradient of the sum)", """
+def landmark_loss_grad(pred, gt):
+    r = pred - gt
+    n = r.flatten(1).norm(dim=1)[:, None, None]
+    return torch.where(n > 0, r / n.clamp_min(1e-300), torch.zeros_like(r))
 """),
-            ("squared error (no square root)", """
-def landmark_loss(pred, gt):
-    return ((pred - gt) ** 2).sum(dim=(1, 2)).mean()
+            ("the gradient of the squared error", """
+def landmark_loss_grad(pred, gt):
+    return 2 * (pred - gt) / pred.shape[0]
+"""),
+            ("the gradient of the per-landmark reading", """
+def landmark_loss_grad(pred, gt):
+    r = pred - gt
+    n = r.norm(dim=-1, keepdim=True)
+    return torch.where(n > 0, r / n.clamp_min(1e-300), torch.zeros_like(r)) / (pred.shape[0] * pred.shape[1])
+"""),
+            ("no care for an exact prediction (0 / 0)", """
+def landmark_loss_grad(pred, gt):
+    r = pred - gt
+    return r / r.flatten(1).norm(dim=1)[:, None, None] / pred.shape[0]
 """),
         ],
         "q2": [
@@ -101,24 +128,54 @@ def split_sizes(n_feature, n_3dmm, n_camera):
     },
     "ex04": {
         "q1": [
-            ("v_exp built with the identity too (the full face)", """
-def identity_displacements(model, U, alpha_id, alpha_exp, camera):
-    v = project(model.landmarks3d(alpha_id, alpha_exp), camera)
-    return U - v, v - v
+            ("the nearest pose's f and R used (right only when the camera is a pose)", """
+def fake_displacements(model, alpha_id, alpha_exp, camera):
+    from tdd_lite.camera import pose_from_camera
+    f, R, _ = pose_from_camera(camera)
+    flip = torch.tensor([1.0, -1.0])
+    id_off = (alpha_id @ model.lmk_id.T).reshape(-1, 68, 3)
+    exp_off = (alpha_exp @ model.lmk_exp.T).reshape(-1, 68, 3)
+    f = f.reshape(-1, 1, 1)
+    return f * (id_off @ R.transpose(1, 2))[..., :2] * flip, f * (exp_off @ R.transpose(1, 2))[..., :2] * flip
 """),
-            ("v_id used in place of v_exp", """
-def identity_displacements(model, U, alpha_id, alpha_exp, camera):
-    v = project(model.landmarks3d(alpha_id, alpha_exp), camera)
-    v_id = project(model.landmarks3d(alpha_id, None), camera)
-    return U - v_id, v - v_id
+            ("the translation added (projected offsets as if they were points)", """
+def fake_displacements(model, alpha_id, alpha_exp, camera):
+    m = camera.reshape(-1, 2, 4)
+    id_off = (alpha_id @ model.lmk_id.T).reshape(-1, 68, 3)
+    exp_off = (alpha_exp @ model.lmk_exp.T).reshape(-1, 68, 3)
+    return (id_off @ m[:, :, :3].transpose(1, 2) + m[:, None, :, 3],
+            exp_off @ m[:, :, :3].transpose(1, 2) + m[:, None, :, 3])
+"""),
+            ("the two terms swapped (x_z_ID from the expression)", """
+def fake_displacements(model, alpha_id, alpha_exp, camera):
+    m = camera.reshape(-1, 2, 4)[:, :, :3].transpose(1, 2)
+    return (alpha_exp @ model.lmk_exp.T).reshape(-1, 68, 3) @ m, (alpha_id @ model.lmk_id.T).reshape(-1, 68, 3) @ m
 """),
         ],
         "q2": [
-            ("the identity displacements returned", """
-def expression_displacements(model, U, alpha_id, alpha_exp, camera):
-    v = project(model.landmarks3d(alpha_id, alpha_exp), camera)
-    v_exp = project(model.landmarks3d(None, alpha_exp), camera)
-    return U - v_exp, v - v_exp
+            ("the camera's rotation ignored (x and y of the 3D offsets, scaled)", """
+def expression_from_displacement(model, x_z_ED, camera):
+    m = camera.double().reshape(-1, 2, 4)[:, :, :3]
+    f = m[:, 0].norm(dim=-1)
+    flip_y = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    modes = model.lmk_exp.double().T.reshape(model.n_exp, 68, 3)[..., :2] * flip_y
+    design = torch.einsum("b,mld->bldm", f, modes).reshape(-1, 136, model.n_exp)
+    return torch.linalg.lstsq(design, x_z_ED.double().reshape(-1, 136, 1)).solution[..., 0].float()
+"""),
+            ("the standard deviations divided out twice (coefficients in other units)", """
+def expression_from_displacement(model, x_z_ED, camera):
+    m = camera.double().reshape(-1, 2, 4)[:, :, :3]
+    modes = model.lmk_exp.double().T.reshape(model.n_exp, 68, 3)
+    design = torch.einsum("mlc,bdc->bldm", modes, m).reshape(-1, 136, model.n_exp)
+    sol = torch.linalg.lstsq(design, x_z_ED.double().reshape(-1, 136, 1)).solution[..., 0]
+    return (sol / model.exp_std.double()).float()
+"""),
+            ("one camera (the first) used for the whole batch", """
+def expression_from_displacement(model, x_z_ED, camera):
+    m = camera.double().reshape(-1, 2, 4)[:1, :, :3].expand(camera.shape[0], 2, 3)
+    modes = model.lmk_exp.double().T.reshape(model.n_exp, 68, 3)
+    design = torch.einsum("mlc,bdc->bldm", modes, m).reshape(-1, 136, model.n_exp)
+    return torch.linalg.lstsq(design, x_z_ED.double().reshape(-1, 136, 1)).solution[..., 0].float()
 """),
         ],
         "q3": [
