@@ -393,6 +393,45 @@ def _stats(values: list[float]) -> dict:
             "values": [float(v) for v in a]}
 
 
+# which flag of the configuration each discriminator is, by its label in the table
+DISCRIMINATORS = {"D_ID": "use_id", "D_ED": "use_ed", "D_TD": "use_td"}
+EFFECT_METRICS = ("nme", "dnme", "jitter_ratio", "identity_spread", "expression_error")
+
+
+def _has(label: str, d: str) -> bool:
+    return d in label.split("With ", 1)[-1].split(", ") if label.startswith("With ") else False
+
+
+def main_effects(by_label: dict[str, dict[int, dict]], method: str = "tracking") -> dict:
+    """Table 3 read as the 2^3 factorial design it is: the main effect of each discriminator on a metric is, per
+    seed, the mean over the 4 configurations with it minus the mean over the 4 without; then mean and 95% t
+    interval over seeds. Uses all 8 rows for every effect (twice the data of one paired comparison). Only seeds
+    with all 8 configurations count."""
+    if not all(lb in by_label for lb in SLUGS):
+        return {}
+    seeds = sorted(set.intersection(*[set(by_label[lb]) for lb in SLUGS]))
+    out: dict = {}
+    for d in DISCRIMINATORS:
+        out[d] = {}
+        for key in EFFECT_METRICS:
+            out[d][key] = {}
+            for cat in CATEGORIES:
+                used, per_seed = [], []
+                for s in seeds:
+                    vals = {lb: _value(by_label[lb][s], method, cat, key) for lb in SLUGS}
+                    if any(v is None for v in vals.values()):
+                        continue
+                    used.append(s)
+                    per_seed.append(float(np.mean([v for lb, v in vals.items() if _has(lb, d)])
+                                          - np.mean([v for lb, v in vals.items() if not _has(lb, d)])))
+                if per_seed:
+                    e = np.asarray(per_seed)
+                    half = _t95(len(e)) * float(e.std(ddof=1)) / math.sqrt(len(e)) if len(e) > 1 else math.inf
+                    out[d][key][cat] = {"seeds": used, "per_seed": per_seed, "mean": float(e.mean()),
+                                        "ci95": [float(e.mean() - half), float(e.mean() + half)]}
+    return out
+
+
 def summarize(out: str | Path) -> dict:
     """The tables from the per-run files alone (so a test can recompute the committed ones).
 
@@ -441,6 +480,7 @@ def summarize(out: str | Path) -> dict:
                 paired[label][method][cat] = {"seeds": seeds, "diff": [float(x) for x in d], "mean": float(d.mean()),
                                               "ci95": [float(d.mean() - half), float(d.mean() + half)],
                                               "improved": int((d < 0).sum())}
+    effects = main_effects(by_label)
     table2 = []
     for label, flt in TABLE2_ROWS:
         runs = by_label.get(label, {})
@@ -473,7 +513,7 @@ def summarize(out: str | Path) -> dict:
                 outliers[key][kind] = per_offset
     return {"format": "tdd_lite.ablation-summary/1", "runs": len(results),
             "seeds": sorted({r["seed"] for r in results if r["label"] != UNTRAINED}),
-            "table3": table3, "paired": paired, "table2": table2, "outliers": outliers,
+            "table3": table3, "paired": paired, "effects": effects, "table2": table2, "outliers": outliers,
             "paper": {"table3": PAPER_TABLE3, "table2": PAPER_TABLE2}}
 
 
@@ -533,6 +573,20 @@ def markdown(summary: dict, grid: dict | None = None) -> str:
             cells += ([f"{100 * d['mean']:+.2f} [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]",
                        f"{d['improved']}/{len(d['seeds'])}"] if d else ["—", "—"])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if any(summary.get("effects", {}).get(d, {}).get("nme") for d in DISCRIMINATORS):
+        lines += ["", "## Main effects of each discriminator (Table 3 as a 2^3 factorial design, tracking)", "",
+                  "Per seed: mean over the 4 configurations with the discriminator minus the mean over the 4 without; "
+                  "mean and [95% t interval] over seeds. NME and dNME in percentage points, identity spread and "
+                  "expression error in mm; negative = the discriminator lowers it.", "",
+                  "| discriminator | metric | A | B | C |", "|---|---|---|---|---|"]
+        for d, by_key in summary["effects"].items():
+            for key, scale, unit in (("nme", 100, "NME"), ("dnme", 100, "dNME"), ("jitter_ratio", 1, "jitter ratio"),
+                                     ("identity_spread", 1, "identity spread"),
+                                     ("expression_error", 1, "expression error")):
+                cells = by_key.get(key, {})
+                lines.append(f"| {d} | {unit} | " + " | ".join(
+                    f"{scale * cells[c]['mean']:+.2f} [{scale * cells[c]['ci95'][0]:+.2f}, "
+                    f"{scale * cells[c]['ci95'][1]:+.2f}]" if c in cells else "—" for c in CATEGORIES) + " |")
     lines += ["", "## Table 2 analogue (tracking protocol): stabilisers", "",
               "NME and dNME in %, jitter ratio (predicted / true frame-to-frame motion), lag in frames, lost tracks "
               "(runs of 10+ frames over 20% NME), per category A / B / C.", "",
@@ -565,6 +619,19 @@ def markdown(summary: dict, grid: dict | None = None) -> str:
                  for k in ("identity_spread", "expression_error")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+SECTIONS = {"table3": "Table 3 analogue", "gt_crops": "The same on ground-truth crops", "paired": "Paired difference",
+            "effects": "Main effects", "table2": "Table 2 analogue", "outliers": "Outlier experiment",
+            "disentanglement": "Disentanglement"}
+
+
+def section(text: str, key: str) -> str:
+    """One ``## ...`` section of :func:`markdown`'s text by short name (:data:`SECTIONS`), heading included."""
+    for part in text.split("\n## ")[1:]:
+        if part.startswith(SECTIONS[key]):
+            return "## " + part.rstrip() + "\n"
+    raise KeyError(f"no section {SECTIONS[key]!r}")
 
 
 def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Path]:

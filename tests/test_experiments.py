@@ -81,6 +81,24 @@ def test_summary_statistics_match_closed_forms(tmp_path):
     assert "| With D_TD | 9.00 ± 1.00 |" in md and "-2.00 [" in md and "3/3" in md
 
 
+def test_main_effects_recover_an_additive_model(tmp_path):
+    # NME = 0.1 + 0.01 * seed - 0.004 [D_ID] - 0.002 [D_ED] + 0.003 [D_TD]: each main effect is its coefficient
+    coef = {"D_ID": -0.004, "D_ED": -0.002, "D_TD": 0.003}
+    for seed in (0, 1, 2):
+        for label in ex.SLUGS:
+            v = 0.1 + 0.01 * seed + sum(c for d, c in coef.items() if d in label)
+            _fake_result(tmp_path, label, seed, {"A": v, "B": v + 0.05, "C": v * 2 - 0.1})
+    eff = ex.summarize(tmp_path)["effects"]
+    for d, c in coef.items():
+        for cat, scale in (("A", 1), ("B", 1), ("C", 2)):
+            e = eff[d]["nme"][cat]
+            assert e["mean"] == pytest.approx(scale * c) and e["seeds"] == [0, 1, 2]
+            assert e["ci95"] == pytest.approx([scale * c, scale * c], abs=1e-12)  # no seed-to-seed variation
+        # identity spread = 1 + seed in every configuration: no effect
+        assert eff[d]["identity_spread"]["A"]["mean"] == pytest.approx(0.0)
+    assert "## Main effects" in ex.markdown(ex.summarize(tmp_path))
+
+
 def test_summary_of_an_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no finished run"):
         ex.summarize(tmp_path)
