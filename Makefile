@@ -26,13 +26,30 @@ help:
 # numpy<2, which its detector does not need: installed without its dependencies (it runs on the ones we pin).
 FACENET := facenet-pytorch==2.6.0
 
+# Another user's installed .venv (a checkout set up once by root, say) is used as it is, never re-installed: a
+# normal user cannot write into it. Whether it can run for this user is checked by `make lab` (VENV_RUNS).
+VENV_FOREIGN := $(shell [ -e $(STAMP) ] && [ ! -w $(VENV) ] && echo yes)
+ifeq ($(VENV_FOREIGN),yes)
 $(STAMP): pyproject.toml Makefile
+	@echo "note: $(VENV) is older than pyproject.toml/Makefile but belongs to $$(stat -c %U $(VENV)), not to\
+	 $$(id -un): using it as it is (its owner updates it with 'make install')"
+else
+$(STAMP): pyproject.toml Makefile
+	@test -d $(VENV) || test -w . || { echo "make: $(CURDIR) is not writable by $$(id -un), so no $(VENV) can be\
+	 made here: work in your own copy (git clone $(CURDIR) ~/tdd_lite; cd ~/tdd_lite; make lab)"; exit 1; }
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps "$(FACENET)"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tdd_lite)" >/dev/null
 	@touch $(STAMP)
+endif
+
+# A venv's python is a link to the interpreter it was made from: one under another user's private home (root's
+# pyenv in /root, say) cannot run for anyone else. Said in words instead of "bad interpreter: Permission denied".
+VENV_RUNS = $(BIN)/python -c "" 2>/dev/null || { echo "make: $(BIN)/python cannot run for $$(id -un): it links to\
+ $$(sed -n 's/^executable = //p' $(VENV)/pyvenv.cfg), which this user may not execute ($(VENV) was made by\
+ $$(stat -c %U $(VENV))). Work in your own copy: git clone $(CURDIR) ~/tdd_lite; cd ~/tdd_lite; make lab"; exit 1; }
 
 install: $(STAMP)
 
@@ -94,9 +111,12 @@ test: $(STAMP) browser-deps
 	$(MAKE) --no-print-directory nbval && \
 	echo "make test: all passed in $$(( $$(date +%s) - start )) s"
 
-# JupyterLab refuses to start as root without --allow-root (containers and many lab machines run as root).
+# JupyterLab refuses to start as root without --allow-root (containers and many lab machines run as root). A normal
+# user works in a copy of their own (make lab makes its .venv there; notebooks save into notebooks/ and write
+# _build/, so a checkout they cannot write is no place to work); JupyterLab keeps its state in ~/.local/share.
 LAB_ARGS ?=
 lab: $(STAMP)
+	@$(VENV_RUNS)
 	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 bench: $(STAMP)

@@ -256,3 +256,24 @@ def test_make_lab_starts_jupyterlab_as_this_user(tmp_path):
     text = "".join(out)
     assert started, text[-3000:]
     assert "Running as root is not recommended. Use --allow-root to bypass" not in text
+
+
+def test_make_lab_says_why_a_venv_it_cannot_run_is_of_no_use(tmp_path):
+    """A .venv whose python this user may not run (made by root from root's private pyenv, seen by a normal
+    user) gives a message naming the interpreter and the remedy, not "bad interpreter: Permission denied"."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/nonexistent/python3.11\n")   # no execute bit: nobody may run it
+    (venv / "bin" / "python").chmod(0o644)
+    (venv / "pyvenv.cfg").write_text("home = /root/.pyenv/versions/3.11.7/bin\n"
+                                     "executable = /root/.pyenv/versions/3.11.7/bin/python3.11\n")
+    (venv / ".installed-stamp").touch()   # newer than pyproject.toml and the Makefile: no install is attempted
+    proc = subprocess.run(["make", "--no-print-directory", "lab", f"VENV={venv}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text
+    assert "cannot run for" in text and "/root/.pyenv/versions/3.11.7/bin/python3.11" in text, text
+    assert "git clone" in text and "make lab" in text, text
+    assert "jupyter lab notebooks" not in text and "Permission denied" not in text, text
