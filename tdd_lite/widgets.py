@@ -299,8 +299,6 @@ class DiscriminatorExplorer:
         return cur, prev
 
     def update(self, change=None) -> None:
-        import matplotlib.pyplot as plt
-
         from . import displacement as D
 
         cur, prev = self.prediction()
@@ -309,12 +307,22 @@ class DiscriminatorExplorer:
             for k, d in self.ds.items():
                 self.last_probs[k] = (float(torch.sigmoid(d(x[f"fake_{k}_disp"])).item()),
                                       float(torch.sigmoid(d(x[f"real_{k}_disp"])).item()))
+        self.image.value, self.last_image = _figure_png(self.figure(x["pred_lmk"][0]))
+        self.readout.value = "<small>" + ", ".join(f"D_{n}(fake) = {p[0]:.2f}" for n, p in self.last_probs.items()
+                                                   ) + "</small>"
+        self.renders += 1
+
+    def figure(self, pred_lmk: torch.Tensor):
+        """The picture for ``last_probs`` and the predicted landmarks ``pred_lmk`` (68, 2): landmarks on the left,
+        the D(real) / D(fake) bars on the right, their legend above the bars (a bar may reach 1)."""
+        import matplotlib.pyplot as plt
+
         dpi = 100
         fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(self.size / dpi, self.size * 0.55 / dpi), dpi=dpi,
                                          gridspec_kw={"width_ratios": [1, 1.2]})
         ax_l.plot(*self.U[0].numpy().T, "g.", ms=3, label="U (truth)")
-        ax_l.plot(*x["pred_lmk"][0].numpy().T, "r.", ms=3, label="v (prediction)")
-        _square_limits(ax_l, self.U[0].numpy(), x["pred_lmk"][0].numpy(), margin=0.05)
+        ax_l.plot(*pred_lmk.numpy().T, "r.", ms=3, label="v (prediction)")
+        _square_limits(ax_l, self.U[0].numpy(), pred_lmk.numpy(), margin=0.05)
         ax_l.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
         names = list(self.last_probs)
         pos = np.arange(len(names))
@@ -325,9 +333,7 @@ class DiscriminatorExplorer:
         ax_b.set_ylim(0, 1)
         ax_b.set_ylabel("D(x)", fontsize=8)
         ax_b.tick_params(labelsize=7)
-        ax_b.legend(fontsize=7, loc="upper right")
+        # above the axes: inside them it would hide a bar that reaches 1 (D_temporal's real bar usually does)
+        ax_b.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
         fig.tight_layout()
-        self.image.value, self.last_image = _figure_png(fig)
-        self.readout.value = "<small>" + ", ".join(f"D_{n}(fake) = {p[0]:.2f}" for n, p in self.last_probs.items()
-                                                   ) + "</small>"
-        self.renders += 1
+        return fig

@@ -157,3 +157,35 @@ def test_discriminator_explorer_moves_the_prediction_away_from_the_truth(model):
     x = D.all_displacements(model, *ex.prediction(), D.pred_lmk(model, *truth), D.pred_lmk(model, *prev))
     assert x["fake_temporal_disp"].abs().max() < 1e-6                 # the prediction does not move
     assert ex.last_image.shape[:2] == (int(300 * 0.55), 300)
+
+
+def test_discriminator_explorer_legend_hides_no_bar(model):
+    """Every bar at full height (each D answers 1): the legend overlaps no bar and lies inside the picture."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.patches import Rectangle
+
+    from tdd_lite.widgets import DiscriminatorExplorer
+
+    class Sure(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 1), 12.0)   # sigmoid(12) ~ 1: real and fake bars reach the top
+
+    ex = DiscriminatorExplorer(model, {k: Sure() for k in ("id", "exp", "temporal")}, _truth(model),
+                               _truth(model, yaw=10.0), size=440)
+    with torch.no_grad():
+        pred = project(model.landmarks3d(*ex.prediction()[0][:2]), ex.truth[2])[0]
+    fig = ex.figure(pred)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax_b = fig.axes[1]
+    bars = [p for p in ax_b.patches if isinstance(p, Rectangle) and p.get_height() > 0.99]
+    assert len(bars) == 6, len(bars)
+    legend = ax_b.get_legend().get_window_extent(renderer)
+    for bar in bars:
+        assert not legend.overlaps(bar.get_window_extent(renderer)), "the legend hides a bar"
+    page = fig.bbox
+    assert page.x0 <= legend.x0 and legend.x1 <= page.x1 and page.y0 <= legend.y0 and legend.y1 <= page.y1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
