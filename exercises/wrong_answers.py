@@ -400,4 +400,109 @@ def lag(pred, gt, max_shift=5):
 """),
         ],
     },
+    "ex08": {
+        "q1": [
+            ("unpaired (Welch) interval: the two groups' own spreads, the pairing by seed ignored", """
+def paired_interval(config, baseline):
+    a, b = np.asarray(config, dtype=float), np.asarray(baseline, dtype=float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    m = a.mean() - b.mean()
+    return float(m), float(m - half), float(m + half)
+"""),
+            ("the normal quantile 1.96 instead of t with n - 1 degrees of freedom", """
+def paired_interval(config, baseline):
+    d = np.asarray(config, dtype=float) - np.asarray(baseline, dtype=float)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+"""),
+            ("the population standard deviation (ddof=0)", """
+def paired_interval(config, baseline):
+    d = np.asarray(config, dtype=float) - np.asarray(baseline, dtype=float)
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std() / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+"""),
+            ("n degrees of freedom instead of n - 1", """
+def paired_interval(config, baseline):
+    d = np.asarray(config, dtype=float) - np.asarray(baseline, dtype=float)
+    half = stats.t.ppf(0.975, len(d)) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+"""),
+            ("the spread of the differences, not of their mean (no division by sqrt(n))", """
+def paired_interval(config, baseline):
+    d = np.asarray(config, dtype=float) - np.asarray(baseline, dtype=float)
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+"""),
+            ("the 95% quantile (a 90% two-sided interval)", """
+def paired_interval(config, baseline):
+    d = np.asarray(config, dtype=float) - np.asarray(baseline, dtype=float)
+    half = stats.t.ppf(0.95, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+"""),
+        ],
+        "q2": [
+            ("one paired comparison: the configuration with only d on minus 'Without all'", """
+def main_effect(nme, d):
+    only = tuple(i == d for i in range(3))
+    return np.asarray(nme[only], dtype=float) - np.asarray(nme[(False, False, False)], dtype=float)
+"""),
+            ("the sign flipped (off minus on)", """
+def main_effect(nme, d):
+    on = [np.asarray(v, dtype=float) for k, v in nme.items() if k[d]]
+    off = [np.asarray(v, dtype=float) for k, v in nme.items() if not k[d]]
+    return np.mean(off, axis=0) - np.mean(on, axis=0)
+"""),
+            ("averaged over the seeds too (one number, not one per seed)", """
+def main_effect(nme, d):
+    on = [np.asarray(v, dtype=float) for k, v in nme.items() if k[d]]
+    off = [np.asarray(v, dtype=float) for k, v in nme.items() if not k[d]]
+    return np.asarray(np.mean(on) - np.mean(off))
+"""),
+            ("the full configuration minus the 4 rows without d (the other discriminators' settings not balanced)", """
+def main_effect(nme, d):
+    off = [np.asarray(v, dtype=float) for k, v in nme.items() if not k[d]]
+    return np.asarray(nme[(True, True, True)], dtype=float) - np.mean(off, axis=0)
+"""),
+            ("the dict's values assumed to be in CONFIGS order (the keys not read)", """
+def main_effect(nme, d):
+    vals = [np.asarray(v, dtype=float) for v in nme.values()]
+    on = [v for k, v in zip(CONFIGS, vals) if k[d]]
+    off = [v for k, v in zip(CONFIGS, vals) if not k[d]]
+    return np.mean(on, axis=0) - np.mean(off, axis=0)
+"""),
+        ],
+        "q3": [
+            ("zero padding at the ends (np.convolve-style: the end frames divided by 3)", """
+def centred_average(stream):
+    x = np.asarray(stream, dtype=float)
+    pad = np.concatenate([np.zeros_like(x[:1]), x, np.zeros_like(x[:1])])
+    return (pad[:-2] + pad[1:-1] + pad[2:]) / 3
+"""),
+            ("a causal average of frames t-2 .. t (no look-ahead)", """
+def centred_average(stream):
+    x = np.asarray(stream, dtype=float)
+    return np.stack([x[max(t - 2, 0):t + 1].mean(axis=0) for t in range(len(x))])
+"""),
+            ("the end frames repeated (np.pad mode='edge': frame 0 counted twice)", """
+def centred_average(stream):
+    x = np.asarray(stream, dtype=float)
+    pad = np.concatenate([x[:1], x, x[-1:]])
+    return (pad[:-2] + pad[1:-1] + pad[2:]) / 3
+"""),
+            ("a circular window (np.roll: frame 0 averaged with the last frame)", """
+def centred_average(stream):
+    x = np.asarray(stream, dtype=float)
+    return (np.roll(x, 1, axis=0) + x + np.roll(x, -1, axis=0)) / 3
+"""),
+            ("averaged in place (frame t-1 already smoothed when frame t is computed)", """
+def centred_average(stream):
+    x = np.array(stream, dtype=float)
+    for t in range(len(x)):
+        x[t] = x[max(t - 1, 0):t + 2].mean(axis=0)
+    return x
+"""),
+        ],
+    },
 }
