@@ -232,6 +232,7 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     sessions = manifest.get("sessions", [])
     t0 = time.time()
+    revision = git_revision()  # the code that trains and evaluates these runs
     if todo:
         print(f"ablation: {len(todo)} run(s) to do, {len(done)} already finished; {jobs} at a time x {threads} "
               f"thread(s)", flush=True)
@@ -246,9 +247,10 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
                     bar.update(1)
     wall = time.time() - t0
     if todo:
-        sessions.append({"runs": len(todo), "wall_seconds": round(wall, 1), "jobs": jobs, "threads": threads,
+        sessions.append({"runs": len(todo), "revision": revision, "wall_seconds": round(wall, 1), "jobs": jobs,
+                         "threads": threads,
                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    manifest = {"command": command or manifest.get("command"), "revision": git_revision(),
+    manifest = {"command": command or manifest.get("command"), "revision": revision,
                 "machine": machine(), "preset": run_config(BASELINE, 0, steps).to_dict(),
                 "seeds": list(seeds), "eval_frames": eval_frames, "groups": groups,
                 "outlier_videos": outlier_videos, "train_data": _data_info(train_data),

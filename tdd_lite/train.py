@@ -117,7 +117,7 @@ from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
 CONFIG_NAMES = ("paper", "fast", "ablation", "smoke")
-# the Synth300VW set `--synth-if-missing` writes: many identities (44 training videos), short videos
+# the Synth300VW set `--synth-if-missing` writes: many identities (70 training videos), short videos
 FAST_SYNTH = {"videos": 160, "frames": 25}
 SCHEDULES = ("cosine", "exponential")
 CHECKPOINT_NAME = "checkpoint.pt"
