@@ -915,22 +915,10 @@ def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
             if k not in RESUME_FREE_FIELDS and saved.get(k) != now[k]]
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    except OverflowError:
-        return False
-    return True
-
-
 def remove_stale_temp_files(folder: str | Path, name: str = CHECKPOINT_NAME) -> list[Path]:
     """Delete ``NAME.tmp<pid>`` files in ``folder`` whose process no longer runs (an interrupted save)."""
+    from tdd_lite.data.vw300 import pid_alive
+
     folder = Path(folder)
     pattern = re.compile(r"^" + re.escape(name) + r"\.tmp(\d+)$")
     removed = []
@@ -938,7 +926,7 @@ def remove_stale_temp_files(folder: str | Path, name: str = CHECKPOINT_NAME) -> 
         return removed
     for p in folder.iterdir():
         m = pattern.match(p.name)
-        if m and p.is_file() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+        if m and p.is_file() and not p.is_symlink() and not pid_alive(int(m.group(1))):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
                 removed.append(p)

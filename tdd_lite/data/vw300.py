@@ -426,7 +426,8 @@ class Sequence:
 PARTIAL_MARKER = ".tdd_lite-partial.json"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the marker of a partial folder or temporary file names it)."""
     if pid <= 0:
         return False
     try:
@@ -435,7 +436,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    except OSError:
+    except (OSError, OverflowError):  # not a pid this system can have
         return False
     return True
 
@@ -470,7 +471,7 @@ def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
             pid, host = int(info["pid"]), str(info["host"])
         except (DataError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             continue
-        if info.get("target") != final.name or host != os.uname().nodename or _pid_alive(pid):
+        if info.get("target") != final.name or host != os.uname().nodename or pid_alive(pid):
             continue
         remove_partial(cand)
         removed.append(cand)
