@@ -192,3 +192,22 @@ def test_committed_tables_are_the_ones_the_committed_runs_give():
     _close(recomputed, committed)
     grid = json.loads((COMMITTED / "grid.json").read_text())
     assert (COMMITTED / "summary.md").read_text() == ex.markdown(committed, grid)
+
+
+# ------------------------------------------------------------------------------------------------ the built book
+BOOK = ROOT / "_build" / "html"
+
+
+@needs_results
+@pytest.mark.parametrize("page", ["notebooks/08_ablation_and_stabilisers.html", "book/reproduction.html"])
+def test_the_built_book_shows_the_committed_tables(page):
+    import os
+
+    if not (BOOK / "index.html").exists():
+        (pytest.fail if os.environ.get("TDD_REQUIRE_BROWSER") == "1" else pytest.skip)("build the book first")
+    text = (BOOK / page).read_text(encoding="utf-8")
+    summary = json.loads((COMMITTED / "summary.json").read_text())
+    none_a = summary["table3"][ex.BASELINE]["tracking"]["A"]["nme"]
+    assert text.count("<table") >= 6, f"{page}: result tables not rendered as tables"
+    assert "| configuration |" not in text, f"{page}: a Markdown table printed as text"
+    assert f"{100 * none_a['mean']:.2f} ± {100 * none_a['std']:.2f}" in text, f"{page}: not the committed numbers"
