@@ -109,13 +109,10 @@ def machine() -> dict:
 
 
 def _atomic_json(path: Path, obj) -> None:
+    from tdd_lite.report import _atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def _slim(evaluation: dict) -> dict:
@@ -641,15 +638,15 @@ def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Pat
     out = Path(out)
     summary = summary if summary is not None else summarize(out)
     grid = json.loads((out / "grid.json").read_text()) if (out / "grid.json").is_file() else None
+    from tdd_lite.report import _atomic_write
+
     _atomic_json(out / "summary.json", summary)
-    tmp = out / f".summary.md.tmp{os.getpid()}"
-    tmp.write_text(markdown(summary, grid))
-    os.replace(tmp, out / "summary.md")
+    _atomic_write(out / "summary.md", markdown(summary, grid))
     return {"json": out / "summary.json", "md": out / "summary.md"}
 
 
 # ===================================================================================== figures
-_SHORT = {UNTRAINED: "untrained", **{k: v for k, v in SLUGS.items()}}
+_SHORT = {UNTRAINED: "untrained", **SLUGS}
 
 
 def table3_figure(summary: dict, method: str = "tracking"):
@@ -732,10 +729,14 @@ def disentanglement_figure(summary: dict):
 
 def write_figures(out: str | Path, summary: dict | None = None) -> list[Path]:
     """``table3.png``, ``outliers.png``, ``disentanglement.png`` under ``OUT`` (atomic)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
+    from tdd_lite.report import _atomic_write
 
     out = Path(out)
     summary = summary if summary is not None else summarize(out)
@@ -745,10 +746,10 @@ def write_figures(out: str | Path, summary: dict | None = None) -> list[Path]:
         if name == "outliers" and not summary["outliers"]:
             continue
         fig = make(summary)
-        tmp = out / f".{name}.tmp{os.getpid()}.png"
-        fig.savefig(tmp, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
         plt.close(fig)
-        os.replace(tmp, out / f"{name}.png")
+        _atomic_write(out / f"{name}.png", buf.getvalue())
         paths.append(out / f"{name}.png")
     return paths
 
