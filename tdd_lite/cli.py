@@ -95,7 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return guarded(f"tdd-lite {args.command}", lambda: module.run(args), debug)
+    return guarded(f"tdd-lite {args.command}", lambda: _threads_then(module.run, args), debug)
+
+
+def _threads_then(run: Callable, args: argparse.Namespace) -> int | None:
+    from tdd_lite.config import apply_default_threads
+
+    apply_default_threads()  # a busy machine must not make torch's threads spin-wait (see default_threads)
+    return run(args)
 
 
 def module_main(prog: str, add_arguments: Callable, run: Callable, argv: list[str] | None = None,
@@ -105,7 +112,7 @@ def module_main(prog: str, add_arguments: Callable, run: Callable, argv: list[st
     parser = ArgumentParser(prog=prog, description=description)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return guarded(prog, lambda: run(args), debug)
+    return guarded(prog, lambda: _threads_then(run, args), debug)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,42 @@ def pick_device(requested: str | None = None) -> torch.device:
     return dev
 
 
+def default_threads() -> int:
+    """CPU threads for torch when the user did not choose (``OMP_NUM_THREADS`` or ``TDD_THREADS``): the cores
+    this process may use minus the machine's load (1-minute average of runnable processes), at least 1.
+
+    Why: torch's OpenMP threads spin-wait at every parallel region. When another job holds a core, a thread
+    per core makes every op wait for the descheduled one: measured on a 2-core machine with one competing
+    process, ``tdd-lite track`` and training ran many times slower with 2 threads than with 1
+    (``benchmarks/bench_threads.py`` prints the ratios). An idle machine still gets every core.
+    """
+    env = os.environ.get("TDD_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise UsageError(f"TDD_THREADS={env!r}: expected a positive integer")
+        return n
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return torch.get_num_threads()  # torch already follows it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, min(cores, cores - int(load + 0.5)))
+
+
+def apply_default_threads() -> int:
+    """Set torch's intra-op threads to :func:`default_threads` (what every ``tdd-lite`` command does first)."""
+    n = default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def describe_run() -> str:
     """One line saying which mode and device this process runs in (every notebook prints it)."""
     mode = "FAST (TDD_FAST=1: CPU-sized, minutes)" if fast_mode() else "FULL (paper-sized run)"

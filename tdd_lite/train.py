@@ -110,13 +110,13 @@ from torch.utils.data.distributed import DistributedSampler
 
 from tdd_lite import displacement as disp
 from tdd_lite import losses
-from tdd_lite.config import describe_run, device_name, fast_mode, pick_device
+from tdd_lite.config import default_threads, describe_run, device_name, fast_mode, pick_device
 from tdd_lite.discriminators import DISCRIMINATOR_NAMES, DisplacementDiscriminator
 from tdd_lite.errors import CheckpointError, DataError, TddError, UsageError, bounded_int
 from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
-CONFIG_NAMES = ("paper", "fast", "ablation", "smoke")
+CONFIG_NAMES = ("paper", "reference", "fast", "ablation", "smoke")
 # the Synth300VW set `--synth-if-missing` writes: many identities (70 training videos), short videos
 FAST_SYNTH = {"videos": 160, "frames": 25}
 SCHEDULES = ("cosine", "exponential")
@@ -129,7 +129,7 @@ RESUME_FREE_FIELDS = ("name", "eval_every", "log_every", "checkpoint_every", "nu
                       "val_samples", "val_split", "debug_nan_step")
 # config fields added after checkpoints existed, with the value every run before them used (the checksum covers the
 # stored config, so the default is filled in after verification)
-ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05}
+ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05, "land_prev": False}
 # which displacement pair each discriminator reads
 _DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
               "temporal": ("real_temporal_disp", "fake_temporal_disp")}
@@ -165,6 +165,9 @@ class TrainConfig:
     landmark_norm: str = "frobenius"  # reading of eq. 1's ||.||_2 (see tdd_lite.losses.landmark_loss)
     adv_warmup: float = 0.0  # fraction of the run over which G's adversarial weights ramp linearly from 0 to lambda
     adv_camera_grad: bool = True  # let D_ID/D_ED's adversarial gradient reach the camera (False: shape params only)
+    # Eq. 1 on the previous frame I' too: G already runs on I' (Fig. 2, for D_TD), so its landmark loss is free
+    # supervision (twice the labelled crops per step for the same forward pass). Off in the paper's preset.
+    land_prev: bool = False
     train_split: str = "train"
     val_split: str = "test"
     val_samples: int = 500  # frames of the held-out split used for validation NME (evenly spaced)
@@ -195,7 +198,7 @@ class TrainConfig:
         for f in ("name", "train_split", "val_split", "schedule", "landmark_norm"):
             if not isinstance(getattr(self, f), str):
                 raise bad(f, "a string")
-        for f in ("use_id", "use_ed", "use_td", "adv_camera_grad", "frame_cache", "amp", "channels_last"):
+        for f in ("use_id", "use_ed", "use_td", "adv_camera_grad", "frame_cache", "amp", "channels_last", "land_prev"):
             if not isinstance(getattr(self, f), bool):
                 raise bad(f, "true or false")
         if self.debug_nan_step is not None and (not isinstance(self.debug_nan_step, int)
@@ -253,6 +256,14 @@ _PRESETS: dict[str, dict] = {
     # two runs side by side with one thread each (measured: 1.87 steps/s per run at 64 px, batch 20).
     "ablation": dict(image_size=64, steps=400, val_samples=60, eval_every=200, log_every=10, checkpoint_every=100,
                      num_workers=1, frame_cache=True),
+    # The recipe of the shipped reference model (tdd_lite.reference; benchmarks/time_to_accuracy.py measured it
+    # against `fast`): eq. 1 on both frames of each pair, so 10 pairs give the 20 labelled crops per update of
+    # the paper's batch for half the compute; every video of a large Synth300VW set (many identities:
+    # `tdd-lite synth --videos 999 --frames 25`); validation per category on another set (--val-data); no
+    # DataLoader workers (on 2 busy cores they only compete with the training thread).
+    "reference": dict(image_size=64, batch_size=10, steps=4000, land_prev=True, train_split="all",
+                      val_samples=240, eval_every=250, log_every=50, checkpoint_every=250, num_workers=0,
+                      frame_cache=True),
     # Seconds, for tests: tiny crops, a handful of steps, a small batch.
     "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
                   checkpoint_every=3, num_workers=0),
@@ -471,6 +482,8 @@ class Trainer:
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
+        # training time (wall and CPU seconds, evaluation and checkpoint saving excluded) carried across --resume
+        self._resumed_clock = {"train_wall_s": 0.0, "train_cpu_s": 0.0}
         seqs = getattr(train_set, "sequences", None)
         # what the data position depends on: which videos, how many items (compared on --resume)
         self.data_info = {"train_items": len(train_set)}
@@ -493,7 +506,7 @@ class Trainer:
             "G": self.g_module.state_dict(), "D": self.d_modules.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": _rng_state(),
+            "scaler": self.scaler.state_dict(), "rng": _rng_state(), "clock": dict(self._resumed_clock),
         })
 
     def save_checkpoint(self, path: Path | None = None) -> Path | None:
@@ -549,6 +562,9 @@ class Trainer:
             except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
                 raise CheckpointError(f"{path}: {key} does not fit this run ({_one_line(e)})") from e
         self.step = int(step)
+        clock = state.get("clock")
+        if isinstance(clock, dict) and all(isinstance(clock.get(k), float) for k in self._resumed_clock):
+            self._resumed_clock = {k: float(clock[k]) for k in self._resumed_clock}
         if state.get("world_size", 1) == self.world:
             try:
                 _set_rng_state(state["rng"])
@@ -597,7 +613,12 @@ class Trainer:
             v_d = disp.pred_lmk(self.model3dmm, *cam_d)
             x["fake_id_disp"] = disp.fake_id_disp(v_d, disp.pred_lmk_exp_only(self.model3dmm, cur[1], cam_d[2]))
             x["fake_exp_disp"] = disp.fake_exp_disp(v_d, disp.pred_lmk_id_only(self.model3dmm, cur[0], cam_d[2]))
-        land = losses.landmark_loss(x["pred_lmk"], gt, norm=cfg.landmark_norm)
+        if cfg.land_prev:  # eq. 1 on I and I' (one mean over the 2B crops: the same scale as eq. 1 on I alone)
+            v_prev = x["prev_pred_lmk"] if "prev_pred_lmk" in x else disp.pred_lmk(self.model3dmm, *prev)
+            land = losses.landmark_loss(torch.cat([x["pred_lmk"], v_prev]), torch.cat([gt, prev_gt]),
+                                        norm=cfg.landmark_norm)
+        else:
+            land = losses.landmark_loss(x["pred_lmk"], gt, norm=cfg.landmark_norm)
         self._check("landmark", land)
         return x, land, {"landmark": land.item()}
 
@@ -664,32 +685,46 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def evaluate(self, max_samples: int | None = None) -> float:
-        """Validation NME (bbox normalisation, the paper's metric) on GT crops of the held-out split, in %."""
+        """Validation NME (bbox normalisation, the paper's metric) on GT crops of the held-out videos, in %.
+
+        With per-category validation sets (``val_set`` a dict such as ``{"A": ..., "B": ..., "C": ...}``) it is
+        the mean of the categories' NMEs (each from :meth:`evaluate_categories`).
+        """
+        return float(np.mean(list(self.evaluate_categories(max_samples).values())))
+
+    @torch.no_grad()
+    def evaluate_categories(self, max_samples: int | None = None) -> dict[str, float]:
+        """Validation NME in % per validation set (``{"all": nme}`` for a single set), on ``val_samples``
+        evenly spaced frames of each (GT crops, no augmentation)."""
         from tdd_lite.metrics import nme
 
         if self.val_set is None:
             raise ValueError("no validation set")
+        sets = self.val_set if isinstance(self.val_set, dict) else {"all": self.val_set}
         g = self.g_module
         was_training = g.training
         saved_rng = _rng_state()  # evaluation must not change the training's random stream
         g.eval()
-        n = len(self.val_set)
-        k = min(n, max_samples or self.cfg.val_samples)
-        idx = np.linspace(0, n - 1, k).round().astype(int)
-        errs = []
-        for start in range(0, k, 32):
-            items = [self.val_set[int(i)] for i in idx[start:start + 32]]
-            batch = _stack_batch(items)
-            img = batch["image"].to(self.device)
-            if self.cfg.channels_last:
-                img = img.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                out = g(img)
-            pred = predict_landmarks(self.model3dmm, tuple(o.float() for o in out))
-            errs.append(nme(pred, batch["gt_lmk"].to(self.device, torch.float32), norm="bbox").cpu())
+        out = {}
+        for name, val_set in sets.items():
+            n = len(val_set)
+            k = min(n, max_samples or self.cfg.val_samples)
+            idx = np.linspace(0, n - 1, k).round().astype(int)
+            errs = []
+            for start in range(0, k, 32):
+                items = [val_set[int(i)] for i in idx[start:start + 32]]
+                batch = _stack_batch(items)
+                img = batch["image"].to(self.device)
+                if self.cfg.channels_last:
+                    img = img.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                    res = g(img)
+                pred = predict_landmarks(self.model3dmm, tuple(o.float() for o in res))
+                errs.append(nme(pred, batch["gt_lmk"].to(self.device, torch.float32), norm="bbox").cpu())
+            out[name] = float(torch.cat(errs).mean()) * 100.0
         g.train(was_training)
         _set_rng_state(saved_rng)
-        return float(torch.cat(errs).mean()) * 100.0
+        return out
 
     # ------------------------------------------------------------------ the loop
     def _log(self, record: dict) -> None:
@@ -712,14 +747,25 @@ class Trainer:
                             pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
                             persistent_workers=False)
         t0 = time.time()
+        clock = _TrainClock(self._resumed_clock)
         first_nme = last_nme = None
         if self.rank == 0 and self.step == 0 and not (self.out / METRICS_NAME).exists():
             self._log({"event": "start", "config": cfg.to_dict(), "total_steps": self.total_steps,
-                       "world_size": self.world, "device": str(self.device)})
+                       "world_size": self.world, "device": str(self.device), "threads": torch.get_num_threads()})
+
+        def validate() -> float:
+            with clock.paused():  # evaluation time is not training time
+                per_cat = self.evaluate_categories()
+            mean = float(np.mean(list(per_cat.values())))
+            rec = {"step": self.step, "val_nme": mean, "time": round(time.time() - t0, 3), **clock.record()}
+            if set(per_cat) != {"all"}:
+                rec.update({f"val_nme_{k}": v for k, v in per_cat.items()})
+            self._log(rec)
+            return mean
+
         do_eval = self.val_set is not None and cfg.eval_every > 0 and self.rank == 0
         if do_eval and self.step == 0:
-            first_nme = last_nme = self.evaluate()
-            self._log({"step": 0, "val_nme": first_nme, "time": 0.0})
+            first_nme = last_nme = validate()
         bar = tqdm(total=end, initial=self.step, desc=f"train[{cfg.name}]", disable=self.quiet, dynamic_ncols=True)
         it = iter(loader)
         logs: dict = {}
@@ -729,19 +775,62 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(land=f"{logs['landmark']:.4f}", refresh=False)
             if self.step % cfg.log_every == 0 or self.step == end:
-                self._log({"step": self.step, **logs, "time": round(time.time() - t0, 3)})
+                self._log({"step": self.step, **logs, "time": round(time.time() - t0, 3), **clock.record()})
             if do_eval and (self.step % cfg.eval_every == 0 or self.step == end):
-                last_nme = self.evaluate()
+                last_nme = validate()
                 if first_nme is None:
                     first_nme = last_nme
-                self._log({"step": self.step, "val_nme": last_nme, "time": round(time.time() - t0, 3)})
                 bar.set_postfix(land=f"{logs['landmark']:.4f}", nme=f"{last_nme:.2f}%")
             if self.step % cfg.checkpoint_every == 0 or self.step == end:
-                self.save_checkpoint()
+                with clock.paused():
+                    self._resumed_clock = clock.record()
+                    self.save_checkpoint()
         bar.close()
         del it
         return {"step": self.step, "first_val_nme": first_nme, "last_val_nme": last_nme,
                 "wall_time": time.time() - t0, "last_losses": logs}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its live and finished child processes (DataLoader
+    workers), so that "CPU minutes" counts the data loading too."""
+    import resource
+
+    total = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                t = child.cpu_times()
+                total += t.user + t.system
+    except ImportError:  # without psutil, live workers' time is counted when they exit
+        pass
+    return total
+
+
+class _TrainClock:
+    """Wall and CPU seconds spent training (evaluation and checkpoint writes excluded, :meth:`paused`),
+    continuing from a resumed run's totals: the x axis of a time-to-accuracy curve."""
+
+    def __init__(self, start: dict[str, float]):
+        self.base_wall, self.base_cpu = start["train_wall_s"], start["train_cpu_s"]
+        self.wall0, self.cpu0 = time.time(), _cpu_seconds()
+        self.excl_wall = self.excl_cpu = 0.0
+
+    @contextlib.contextmanager
+    def paused(self):
+        w, c = time.time(), _cpu_seconds()
+        try:
+            yield
+        finally:
+            self.excl_wall += time.time() - w
+            self.excl_cpu += _cpu_seconds() - c
+
+    def record(self) -> dict[str, float]:
+        return {"train_wall_s": round(self.base_wall + time.time() - self.wall0 - self.excl_wall, 3),
+                "train_cpu_s": round(self.base_cpu + _cpu_seconds() - self.cpu0 - self.excl_cpu, 3)}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -1042,6 +1131,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip frames with a bad .pts (as `check-data --skip-bad-frames`) instead of failing")
     parser.add_argument("--synth-if-missing", action="store_true",
                         help="if --data does not exist, generate a small Synth300VW there first")
+    parser.add_argument("--val-data", default=None,
+                        help="validate on the A/B/C test videos of this other 300VW-layout folder, per category "
+                             "(default: the held-out split of --data)")
+    parser.add_argument("--threads", type=bounded_int(1, 256), default=None,
+                        help="torch CPU threads (default: the idle cores, see tdd_lite.config.default_threads)")
+
+
+def build_val_sets(root: str | Path, cfg: TrainConfig, videos: dict[str, list[str]],
+                   skip_bad: bool = False) -> dict:
+    """Per-category validation sets (GT crops, no augmentation) from another 300VW-layout folder
+    (``{"A": [ids], ...}``), decoded once into the frame cache: the trainer logs ``val_nme_A`` etc."""
+    from tdd_lite.data.pairs import FrameDataset
+
+    cache = _frame_cache_dir(Path(root))
+    return {cat: FrameDataset(root, ids, cfg.image_size, cache_dir=cache, skip_bad=skip_bad)
+            for cat, ids in videos.items()}
+
+
+def _frame_cache_dir(root: Path) -> Path:
+    """The JPEG frame cache of ``root``, keyed by the folder AND its videos' sizes and modification times: a
+    regenerated data set gets a fresh cache instead of silently pairing old frames with new landmarks."""
+    import hashlib
+
+    from tdd_lite.config import work_dir
+
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for video in sorted(root.glob("*/vid.avi")):
+        st = video.stat()
+        h.update(f"{video.parent.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return work_dir("frame_cache", f"{root.name}-{h.hexdigest()[:12]}")
 
 
 def build_datasets(root: str | Path, cfg: TrainConfig, skip_bad: bool = False,
@@ -1053,21 +1172,10 @@ def build_datasets(root: str | Path, cfg: TrainConfig, skip_bad: bool = False,
     With ``cfg.frame_cache`` the videos are decoded once into JPEGs under ``work_dir("frame_cache", ...)``
     (random access into a video otherwise costs a seek and a decode per frame).
     """
-    import hashlib
-
-    from tdd_lite.config import work_dir
     from tdd_lite.data.pairs import FrameDataset, FramePairDataset
 
     root = Path(root)
-    cache = None
-    if cfg.frame_cache:
-        # keyed by the folder AND its videos' sizes and modification times: a regenerated data set gets a
-        # fresh cache instead of silently pairing old frames with new landmarks
-        h = hashlib.sha256(str(root.resolve()).encode())
-        for video in sorted(root.glob("*/vid.avi")):
-            st = video.stat()
-            h.update(f"{video.parent.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-        cache = work_dir("frame_cache", f"{root.name}-{h.hexdigest()[:12]}")
+    cache = _frame_cache_dir(root) if cfg.frame_cache else None
     train = FramePairDataset(root, cfg.train_split if train_videos is None else train_videos, cfg.image_size,
                              augment=True, max_interval=cfg.max_interval, seed=cfg.seed, cache_dir=cache,
                              skip_bad=skip_bad, jitter={"shift": cfg.jitter_shift, "scale": cfg.jitter_scale})
@@ -1132,22 +1240,48 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"generating Synth300VW into {data} ...")
         synth.generate(data, seed=0, **FAST_SYNTH)
-    train_ids = select_videos(data, splits=[cfg.train_split])[cfg.train_split]
-    val_ids = select_videos(data, splits=[cfg.val_split])[cfg.val_split] if cfg.eval_every > 0 else []
+    if cfg.train_split == "all":
+        train_ids = select_videos(data, all_videos=True)["all"]
+    else:
+        train_ids = select_videos(data, splits=[cfg.train_split])[cfg.train_split]
+    val_data = Path(args.val_data) if args.val_data else None
+    val_ids: list[str] = []
+    val_groups: dict[str, list[str]] = {}
+    if val_data is not None:
+        _check_folder_arg("--val-data", val_data)
+        if not val_data.exists():
+            raise DataError(f"--val-data {val_data} does not exist")
+        if val_data.resolve() == data.resolve() and cfg.train_split == "all":
+            raise UsageError(f"--val-data {val_data} is the training folder, whose every video config "
+                             f"{cfg.name!r} trains on: validate on another set")
+        val_groups = select_videos(val_data) if cfg.eval_every > 0 else {}
+    elif cfg.eval_every > 0 and cfg.train_split == "all":
+        print(f"note: config {cfg.name!r} trains on every video of --data; without --val-data there is no "
+              f"validation")
+        cfg = dataclasses.replace(cfg, eval_every=0)
+    elif cfg.eval_every > 0:
+        val_ids = select_videos(data, splits=[cfg.val_split])[cfg.val_split]
     require_valid(data, train_ids + val_ids, skip_bad=args.skip_bad_frames, command="train")
+    if val_groups:
+        require_valid(val_data, [v for ids in val_groups.values() for v in ids], skip_bad=args.skip_bad_frames,
+                      command="train")
+    torch.set_num_threads(args.threads or default_threads())
     device = _init_distributed(args.device)
     try:
         from tdd_lite.morphable import load_teaching_model
 
         train_set, val_set = build_datasets(data, cfg, skip_bad=args.skip_bad_frames, train_videos=train_ids,
                                             val_videos=val_ids or None)
+        if val_groups:
+            val_set = build_val_sets(val_data, cfg, val_groups, skip_bad=args.skip_bad_frames)
         trainer = Trainer(cfg, load_teaching_model(), train_set, val_set, out_dir=out, device=device,
                           backbone_weights=args.backbone_weights)
         if trainer.rank == 0:
             print(describe_run())
             print(f"config {cfg.name}: {cfg.image_size}px, batch {cfg.batch_size} (x{trainer.world} processes: "
                   f"{trainer.local_batch} each), {trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
-                  f"discriminators {list(cfg.enabled) or 'none'}, device {trainer.device}, amp {trainer.use_amp}")
+                  f"discriminators {list(cfg.enabled) or 'none'}, device {trainer.device}, amp {trainer.use_amp}, "
+                  f"{torch.get_num_threads()} CPU thread(s)")
         if args.resume:
             trainer.load_checkpoint()
             if trainer.rank == 0:

@@ -440,3 +440,106 @@ def test_resume_cuts_metrics_back_to_the_checkpoint_step(model, tmp_path):
     assert [r["step"] for r in recs if "landmark" in r] == [1, 2, 3, 4]
     assert [r["step"] for r in recs if "val_nme" in r] == [0, 2, 4]
     assert not list(tmp_path.glob("metrics.jsonl.tmp*"))
+
+
+# ------------------------------------------------------------------------- the reference recipe's pieces
+def test_land_prev_is_eq1_averaged_over_both_frames(model, tmp_path):
+    """With ``land_prev`` the landmark loss is eq. 1 on I and on I', averaged (checked against two separate calls
+    of :func:`tdd_lite.losses.landmark_loss` on G's own outputs); without it, eq. 1 on I alone."""
+    from tdd_lite.network import predict_landmarks
+
+    batch = T._stack_batch([PairSet()[i] for i in range(4)])
+    for land_prev in (False, True):
+        tr = make(model, tmp_path / str(land_prev), land_prev=land_prev, use_td=False)
+        torch.manual_seed(0)
+        _, land, _ = tr.forward_g(batch)
+        with torch.no_grad():
+            tr.g_module.train()
+            torch.manual_seed(0)
+            out = tr.g_module(torch.cat([batch["image"], batch["prev_image"]]))
+            v = predict_landmarks(model, out)
+        cur = T.losses.landmark_loss(v[:4], batch["gt_lmk"])
+        prev = T.losses.landmark_loss(v[4:], batch["prev_gt_lmk"])
+        expect = (cur + prev) / 2 if land_prev else cur
+        land, expect = float(land.detach()), float(expect)
+        assert math.isclose(land, expect, rel_tol=1e-5), (land_prev, land, expect)
+        assert not math.isclose(float(cur), float(prev), rel_tol=1e-3)  # the two readings differ on this batch
+
+
+def test_per_category_validation_equals_each_set_alone(model, tmp_path):
+    sets = {"A": FrameSet(n=8, seed=1), "B": FrameSet(n=6, seed=2)}
+    tr = T.Trainer(T.get_config("smoke", eval_every=2), model, PairSet(), sets, out_dir=tmp_path, device="cpu",
+                   quiet=True)
+    per = tr.evaluate_categories()
+    alone = {k: T.Trainer(T.get_config("smoke"), model, PairSet(), s, out_dir=tmp_path / k, device="cpu",
+                          quiet=True).evaluate() for k, s in sets.items()}
+    assert set(per) == {"A", "B"}
+    for k in per:
+        assert math.isclose(per[k], alone[k], rel_tol=1e-6)
+    assert math.isclose(tr.evaluate(), (per["A"] + per["B"]) / 2, rel_tol=1e-9)
+    tr.fit(steps=2)
+    recs = [r for r in T.read_metrics(tmp_path) if "val_nme" in r]
+    assert [r["step"] for r in recs] == [0, 2] and all("val_nme_A" in r and "val_nme_B" in r for r in recs)
+
+
+def test_training_clock_excludes_evaluation_and_continues_on_resume(model, tmp_path, monkeypatch):
+    """train_wall_s grows with the steps, not with validation (an evaluation made slow by 0.3 s adds nothing),
+    and a resumed run continues from the checkpoint's clock."""
+    import time as _time
+
+    slow = T.Trainer.evaluate_categories
+
+    def slow_eval(self, *a, **k):
+        _time.sleep(0.3)
+        return slow(self, *a, **k)
+
+    monkeypatch.setattr(T.Trainer, "evaluate_categories", slow_eval)
+    tr = make(model, tmp_path, steps=4, eval_every=1, checkpoint_every=2)
+    tr.fit(steps=2)
+    recs = [r for r in T.read_metrics(tmp_path) if "val_nme" in r]
+    wall = [r["train_wall_s"] for r in recs]
+    assert wall == sorted(wall) and len(recs) == 3
+    assert recs[-1]["time"] - wall[-1] >= 0.9 * 0.99  # the three 0.3 s evaluations are in the wall time only
+    assert all(r["train_cpu_s"] >= 0 for r in recs)
+    resumed = make(model, tmp_path, steps=4, eval_every=1, checkpoint_every=2)
+    resumed.load_checkpoint()
+    assert resumed._resumed_clock["train_wall_s"] > 0
+    resumed.fit()
+    after = [r for r in T.read_metrics(tmp_path) if "val_nme" in r and r["step"] > 2]
+    assert after and all(r["train_wall_s"] >= wall[-1] for r in after)
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    from tdd_lite import config
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("TDD_THREADS", raising=False)
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for load, want in ((0.0, 4), (1.2, 3), (2.6, 1), (9.0, 1)):
+        monkeypatch.setattr(config.os, "getloadavg", lambda load=load: (load, load, load))
+        assert config.default_threads() == want
+    monkeypatch.setenv("TDD_THREADS", "2")
+    assert config.default_threads() == 2
+    monkeypatch.setenv("TDD_THREADS", "many")
+    with pytest.raises(config.UsageError, match="TDD_THREADS='many'"):
+        config.default_threads()
+
+
+def test_reference_preset_is_the_documented_recipe():
+    r = T.get_config("reference")
+    assert (r.image_size, r.batch_size, r.land_prev, r.train_split) == (64, 10, True, "all")
+    assert r.enabled == ("id", "exp", "temporal") and r.lambdas == T.losses.Lambdas(0.1, 0.1, 0.1)
+    assert not T.get_config("paper").land_prev and not T.get_config("fast").land_prev
+
+
+def test_cli_val_data_must_exist_and_differ_from_the_training_set(tmp_path, capsys):
+    from tdd_lite.data.synth import generate
+
+    data = generate(tmp_path / "d", videos=4, frames=4, size=(96, 96), progress=False)
+    rc = T.main(["--config", "smoke", "--data", str(data), "--val-data", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--val-data" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+    rc = T.main(["--config", "reference", "--data", str(data), "--val-data", str(data), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is the training folder" in err and not (tmp_path / "r").exists()
