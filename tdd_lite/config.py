@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import time
 from pathlib import Path
 
 import torch
@@ -92,12 +93,12 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 def default_threads() -> int:
     """CPU threads for torch when the user did not choose (``OMP_NUM_THREADS`` or ``TDD_THREADS``): the cores
-    this process may use minus the machine's load (1-minute average of runnable processes), at least 1.
+    this process may use minus those other work keeps busy now (:func:`busy_cores`), at least 1.
 
     Why: torch's OpenMP threads spin-wait at every parallel region. When another job holds a core, a thread
-    per core makes every op wait for the descheduled one: measured on a 2-core machine with one competing
-    process, ``tdd-lite track`` and training ran many times slower with 2 threads than with 1
-    (``benchmarks/bench_threads.py`` prints the ratios). An idle machine still gets every core.
+    per core makes every op wait for the descheduled one: on a 2-core machine with one competing process,
+    tracking and training ran several times slower with 2 threads than with 1 (``benchmarks/bench_threads.py``
+    prints the ratios). An idle machine still gets every core.
     """
     env = os.environ.get("TDD_THREADS", "").strip()
     if env:
@@ -111,11 +112,28 @@ def default_threads() -> int:
     if os.environ.get("OMP_NUM_THREADS", "").strip():
         return torch.get_num_threads()  # torch already follows it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, cores - busy_cores()))
+
+
+def busy_cores(samples: int = 5) -> int:
+    """How many cores other work keeps busy now: the runnable tasks of ``/proc/loadavg`` (its 4th field, an
+    instantaneous count that includes this process), minus this one, median of a few samples 20 ms apart;
+    elsewhere the 1-minute load average (which lags by a minute)."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            break
+        if i + 1 < samples:
+            time.sleep(0.02)
+    if counts:
+        return max(0, sorted(counts)[len(counts) // 2])
     try:
-        load = os.getloadavg()[0]
+        return int(os.getloadavg()[0] + 0.5)
     except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cores, cores - int(load + 0.5)))
+        return 0
 
 
 def apply_default_threads() -> int:

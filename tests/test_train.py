@@ -509,20 +509,42 @@ def test_training_clock_excludes_evaluation_and_continues_on_resume(model, tmp_p
     assert after and all(r["train_wall_s"] >= wall[-1] for r in after)
 
 
-def test_default_threads_leave_busy_cores_alone(monkeypatch):
+def test_default_threads_leave_busy_cores_alone(monkeypatch, tmp_path):
     from tdd_lite import config
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("TDD_THREADS", raising=False)
     monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    for load, want in ((0.0, 4), (1.2, 3), (2.6, 1), (9.0, 1)):
-        monkeypatch.setattr(config.os, "getloadavg", lambda load=load: (load, load, load))
+    for busy, want in ((0, 4), (1, 3), (3, 1), (9, 1)):
+        monkeypatch.setattr(config, "busy_cores", lambda busy=busy: busy)
         assert config.default_threads() == want
     monkeypatch.setenv("TDD_THREADS", "2")
     assert config.default_threads() == 2
     monkeypatch.setenv("TDD_THREADS", "many")
     with pytest.raises(config.UsageError, match="TDD_THREADS='many'"):
         config.default_threads()
+
+
+def test_busy_cores_counts_other_runnable_processes():
+    """Two busy-loop processes beside this one: at least one of them is seen as busy (they may share a core
+    with others, so not exactly 2), and 0 is never negative."""
+    import subprocess
+    import sys
+
+    from tdd_lite import config
+
+    spin = [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<20: pass"])
+            for _ in range(2)]
+    try:
+        import time as _time
+
+        _time.sleep(0.5)
+        assert config.busy_cores(samples=9) >= 1
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+    assert config.busy_cores() >= 0
 
 
 def test_reference_preset_is_the_documented_recipe():
