@@ -246,7 +246,9 @@ def evaluate_tracking(net: torch.nn.Module, model3dmm, root: str | Path, videos:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a tdd-lite train checkpoint (OUT/checkpoint.pt)")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a tdd-lite train checkpoint (OUT/checkpoint.pt) or a reference-format .pt with its .json "
+                        "sidecar (default: the shipped reference model, tdd_lite/assets/reference_g.pt)")
     p.add_argument("--data", required=True, help="300VW-layout folder")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--splits", nargs="+", default=None, metavar="SPLIT",
@@ -280,14 +282,14 @@ def run(args: argparse.Namespace) -> int:
     """``tdd-lite evaluate``: every user error is a TddError (one line from ``tdd_lite.cli``)."""
     from tdd_lite.data.vw300 import require_valid, select_videos
     from tdd_lite.morphable import load_teaching_model
-    from tdd_lite.train import load_alignment_net, load_checkpoint
+    from tdd_lite.reference import resolve_net
 
     device = pick_device(args.device)
-    ckpt = Path(args.checkpoint)
-    state = load_checkpoint(ckpt)
-    trained = int(state["config"]["image_size"])
+    model = load_teaching_model()
+    # no checkpoint: the shipped reference model (verified by its SHA-256 before it is read)
+    net, trained, described = resolve_net(args.checkpoint, model)
     if args.size is not None and args.size != trained:
-        raise CheckpointError(f"--size {args.size} contradicts {ckpt}: G was trained on {trained} px crops "
+        raise CheckpointError(f"--size {args.size} contradicts {described}: G was trained on {trained} px crops "
                               f"(omit --size or pass --size {trained})")
     size = trained
     data = Path(args.data)
@@ -300,15 +302,13 @@ def run(args: argparse.Namespace) -> int:
 
     for f in args.filters:
         make_filter(f)  # an unknown name is a usage error before any work
-    model = load_teaching_model()
-    net = load_alignment_net(ckpt, model, state=state)
     t0 = time.time()
     results = evaluate_videos(net, model, data, groups, size, detector=args.detector, redetect=args.redetect,
                               filters=args.filters, device=device, max_frames=args.max_frames,
                               progress=not args.no_progress, skip_bad=args.skip_bad_frames,
                               gt_crops=not args.no_gt_crops, keep_streams=bool(args.save_streams))
     streams = results.pop("streams", {})
-    results["meta"].update(checkpoint=str(ckpt), data=str(data), wall_seconds=round(time.time() - t0, 1))
+    results["meta"].update(checkpoint=described, data=str(data), wall_seconds=round(time.time() - t0, 1))
     for name, ids in groups.items():
         row = results["methods"]["tracking" if "none" in args.filters else
                                  next(iter(results["methods"]))]["categories"].get(name)

@@ -398,7 +398,9 @@ def add_arguments(p) -> None:
     from tdd_lite.errors import positive_float, positive_int
 
     p.add_argument("video", help="a video file OpenCV reads, or a folder of images (sorted by name)")
-    p.add_argument("--checkpoint", required=True, help="a trainer checkpoint (tdd-lite train)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a trainer checkpoint (tdd-lite train) or a reference-format .pt with its .json sidecar "
+                        "(default: the shipped reference model, tdd_lite/assets/reference_g.pt)")
     p.add_argument("--out", required=True, help="output folder (a 300VW video folder: vid.avi, annot/, ...)")
     p.add_argument("--filter", default="none", help="stabiliser on the output landmarks (tdd_lite.filters): "
                    "none, centred, moving, one-euro, one-euro-mediapipe, kalman (default none)")
@@ -460,17 +462,16 @@ def run(args) -> int:
     from tdd_lite.errors import DataError
     from tdd_lite.filters import make_filter
     from tdd_lite.morphable import load_teaching_model
+    from tdd_lite.reference import resolve_net
     from tdd_lite.render import draw_landmarks
-    from tdd_lite.train import load_alignment_net, load_checkpoint
     from tdd_lite.video_io import FrameSource, OverlayWriter
 
     filt = make_filter(args.filter)
     source = FrameSource(args.video, fps=args.fps)
-    state = load_checkpoint(args.checkpoint)
-    size = int(state["config"]["image_size"])
-    device = pick_device(args.device)
     model = load_teaching_model()
-    net = load_alignment_net(args.checkpoint, model)
+    # no --checkpoint: the shipped reference model (verified by its SHA-256 before it is read)
+    net, size, described = resolve_net(args.checkpoint, model)
+    device = pick_device(args.device)
     predict = net_predictor(net, model, device)
     out = Path(args.out)
     tmp = _prepare_out(out, args.overwrite)
@@ -507,7 +508,7 @@ def run(args) -> int:
                 colour = (255, 40, 40) if result.status[k] == "lost" else (255, 230, 0)  # yellow; red when lost
                 overlay.write(draw_landmarks(img, lmk[k], color=colour, connect=True))
             overlay.close()
-        info = {"tool": "tdd-lite track", "video": str(args.video), "checkpoint": str(args.checkpoint),
+        info = {"tool": "tdd-lite track", "video": str(args.video), "checkpoint": described,
                 "image_size": size, "detector": args.detector, "redetect": args.redetect, "filter": args.filter,
                 "filter_lookahead": int(filt.lookahead), "first_source": tracker.first_source,
                 "frame_size": frame_size, "fps_input": source.fps,

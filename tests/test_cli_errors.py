@@ -101,7 +101,7 @@ ROWS = [
     ("train-splits-bad-json", [T, "--config", "smoke", "--data", "{badjson}", "--out", "{newout}"], {},
      1, "not valid JSON"),
     # evaluate: arguments
-    ("eval-nothing", [E], {}, 2, "required"),
+    ("eval-nothing", [E], {}, 2, "required: --data"),  # the checkpoint is optional (the shipped reference)
     ("eval-no-data", [E, "{ckpt}"], {}, 2, "--data"),
     ("eval-size-neg", [E, "{ckpt}", "--data", "{root}", "--size", "-5"], {}, 2, "--size"),
     ("eval-size-0", [E, "{ckpt}", "--data", "{root}", "--size", "0"], {}, 2, "crop size from 32 to 1024"),
