@@ -20,8 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("tdd_lite.data.synth", "generate Synth300VW (synthetic videos in the 300VW layout)"),
     "check-data": ("tdd_lite.data.vw300", "validate a 300VW-layout folder and print a report"),
     "train": ("tdd_lite.train", "train G with the three displacement discriminators"),
-    "evaluate": ("tdd_lite.evaluate", "NME of a checkpoint on 300VW-layout test videos (tracking protocol)"),
-    "track": ("tdd_lite.track", "landmarks of a video or image folder with a checkpoint (tracking protocol)"),
+    "evaluate": ("tdd_lite.evaluate", "NME of G (the shipped reference, or a checkpoint) on 300VW-layout test "
+                 "videos (tracking protocol)"),
+    "track": ("tdd_lite.track", "landmarks of a video or image folder (tracking protocol; the shipped reference G "
+              "unless --checkpoint)"),
     "ablation": ("tdd_lite.experiments", "Table 3's discriminator grid x seeds, trained and evaluated, with tables"),
 }
 

@@ -12,7 +12,7 @@ ground-truth box (what the trainer's validation NME measures), which hides track
 
 Usage::
 
-    tdd-lite evaluate CHECKPOINT --data ROOT [--splits A B C | --videos ID ... | --all] [--detector mtcnn]
+    tdd-lite evaluate [CHECKPOINT] --data ROOT [--splits A B C | --videos ID ... | --all] [--detector mtcnn]
                       [--redetect auto|never] [--filters none one-euro kalman ...] [--out DIR]
                       [--max-frames N] [--skip-bad-frames]
 

@@ -164,3 +164,48 @@ def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     plt.close(fig)
     _atomic_write(paths["ced"], buf.getvalue())
     return paths
+
+
+# (key, header, kind) of the Table 2 analogue: accuracy, motion, smoothness, delay, robustness
+TABLE2_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("nme", "NME %", "pct"), ("dnme", "dNME %", "pct"), ("jitter_ratio", "jitter ratio", "num"),
+    ("lag", "lag (frames)", "num"), ("lost_tracks", "lost tracks", "int"),
+)
+
+
+def table2_rows(results: dict, methods: dict[str, str], fps: float | None = None) -> list[dict]:
+    """Rows for :func:`table2_markdown` from one evaluation report: ``methods`` maps a report method name
+    (``"tracking"``, ``"tracking + one-euro"``, ...) to the label the table shows. ``fps``: the tracker's
+    frames/s (a stabiliser adds no measurable time)."""
+    rows = []
+    for name, label in methods.items():
+        if name not in results["methods"]:
+            raise KeyError(f"method {name!r} is not in the report (it has {sorted(results['methods'])})")
+        rows.append({"label": label, "categories": results["methods"][name]["categories"], "fps": fps})
+    return rows
+
+
+def table2_markdown(rows: list[dict], categories: tuple[str, ...] = ("A", "B", "C")) -> str:
+    """The Table 2 analogue: one row per method, each cell ``A / B / C``; frames/s last.
+
+    ``rows``: ``{"label", "categories": {CAT: metrics row (fractions, as in a report)}, "fps"}``.
+    """
+    head = "| method | " + " | ".join(f"{h} ({' / '.join(categories)})" for _, h, _ in TABLE2_COLUMNS)
+    lines = [head + " | frames/s |", "|---|" + "---|" * (len(TABLE2_COLUMNS) + 1)]
+    for r in rows:
+        cells = []
+        for key, _, kind in TABLE2_COLUMNS:
+            cells.append(" / ".join(_fmt_short(r["categories"].get(c, {}).get(key), kind) for c in categories))
+        fps = r.get("fps")
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {'-' if fps is None else f'{fps:.1f}'} |")
+    return "\n".join(lines)
+
+
+def _fmt_short(value: Any, kind: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if kind == "pct":
+        return f"{100 * value:.2f}"
+    if kind == "int":
+        return str(int(value))
+    return f"{value:.2f}"

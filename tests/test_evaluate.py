@@ -143,3 +143,18 @@ def test_batched_ground_truth_crops_agree_with_one_crop_at_a_time(data):
     np.testing.assert_allclose(batched[ok], single[ok], atol=1e-3)
     for key in ("alpha_id", "alpha_exp", "camera"):
         np.testing.assert_allclose(p_b[key][ok], p_s[key][ok], atol=1e-4)
+
+
+def test_table2_markdown_formats_each_category_and_refuses_unknown_methods():
+    from tdd_lite import report
+
+    cats = {c: {"nme": v, "dnme": v / 10, "jitter_ratio": 2 * v * 100, "lag": 0.5, "lost_tracks": i}
+            for i, (c, v) in enumerate((("A", 0.0123), ("B", 0.0456), ("C", 0.0789)))}
+    res = {"methods": {"tracking": {"categories": cats}}}
+    rows = report.table2_rows(res, {"tracking": "G, raw"}, fps=12.345)
+    md = report.table2_markdown(rows)
+    line = md.splitlines()[2]
+    assert line.startswith("| G, raw | 1.23 / 4.56 / 7.89 | 0.12 / 0.46 / 0.79 | 2.46 / 9.12 / 15.78 | "
+                           "0.50 / 0.50 / 0.50 | 0 / 1 / 2 | 12.3 |")
+    with pytest.raises(KeyError, match="one-euro"):
+        report.table2_rows(res, {"tracking + one-euro": "x"})
