@@ -261,7 +261,7 @@ _PRESETS: dict[str, dict] = {
     # the paper's batch for half the compute; every video of a large Synth300VW set (many identities:
     # `tdd-lite synth --videos 999 --frames 25`); validation per category on another set (--val-data); no
     # DataLoader workers (on 2 busy cores they only compete with the training thread).
-    "reference": dict(image_size=64, batch_size=10, steps=4000, land_prev=True, train_split="all",
+    "reference": dict(image_size=64, batch_size=10, steps=3200, land_prev=True, train_split="all",
                       val_samples=240, eval_every=250, log_every=50, checkpoint_every=250, num_workers=0,
                       frame_cache=True),
     # Seconds, for tests: tiny crops, a handful of steps, a small batch.
