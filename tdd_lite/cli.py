@@ -1,4 +1,4 @@
-"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate | track | ablation``.
+"""The ``tdd-lite`` command: ``synth | check-data | train | evaluate | track | ablation | peers``.
 
 Each subcommand lives in the module that does the work; that module defines ``add_arguments(parser)`` and
 ``run(args) -> int``. This file only dispatches (modules are imported lazily so ``--help`` is instant) and
@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "track": ("tdd_lite.track", "landmarks of a video or image folder (tracking protocol; the shipped reference G "
               "unless --checkpoint)"),
     "ablation": ("tdd_lite.experiments", "Table 3's discriminator grid x seeds, trained and evaluated, with tables"),
+    "peers": ("tdd_lite.peers", "off-the-shelf landmarkers (dlib, MediaPipe) on the same frames, same metrics "
+              "(the 'peers' extra)"),
 }
 
 

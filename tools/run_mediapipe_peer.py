@@ -4,9 +4,9 @@ environment.
 mediapipe 0.10.21 needs ``numpy<2`` and the project pins numpy 2, so FaceMesh runs in a separate virtual
 environment with this standalone script (it imports neither ``tdd_lite`` nor torch)::
 
-    python3 -m venv /work/mp-venv
-    /work/mp-venv/bin/pip install mediapipe==0.10.21 "numpy<2" opencv-python-headless
-    /work/mp-venv/bin/python tools/run_mediapipe_peer.py --data ROOT --videos 001 002:0:300 --out mp.npz
+    python3 -m venv MPVENV
+    MPVENV/bin/pip install mediapipe==0.10.21 "numpy<2" opencv-python-headless
+    MPVENV/bin/python tools/run_mediapipe_peer.py --data ROOT --videos 001 002:0:300 --out mp.npz
 
 It uses the legacy ``mp.solutions.face_mesh.FaceMesh`` (its .tflite models ship inside the wheel: nothing is
 downloaded at run time) in video mode (``static_image_mode=False``: the face detector runs on the first frame
