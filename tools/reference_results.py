@@ -96,17 +96,15 @@ def table2(full: dict, nod: dict, peers: dict) -> str:
     return report.table2_markdown(rows) + "\n"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs=2, metavar=("FULL_RUN", "NOD_RUN"), default=None,
-                   help="the training run folders (metrics.jsonl): last validation, training time")
-    p.add_argument("--card-template", default=str(REPO / "tools" / "reference_card.md.in"))
-    args = p.parse_args()
+def build(runs: list[str] | None = None, card_template: Path = REPO / "tools" / "reference_card.md.in"
+          ) -> dict[Path, str]:
+    """The three outputs (path -> text) from the committed reports (and the run folders, if given; otherwise
+    the training numbers already in ``summary.json``)."""
     full, nod = _load(OUT / "full" / "report.json"), _load(OUT / "no-d" / "report.json")
     peers = _load(REPO / "results" / "peers" / "peers.json")
     s = summarise(full, nod, peers)
-    if args.runs:
-        for key, run in zip(("reference", "no_d"), args.runs):
+    if runs:
+        for key, run in zip(("reference", "no_d"), runs):
             recs = [json.loads(x) for x in (Path(run) / "metrics.jsonl").read_text().splitlines() if x.strip()]
             last = [r for r in recs if "val_nme_A" in r][-1]
             s.setdefault("training", {})[key] = {
@@ -114,9 +112,7 @@ def main() -> int:
                 "val_gt_crops": {c: last[f"val_nme_{c}"] for c in CATS}}
     elif (OUT / "summary.json").is_file():
         s["training"] = json.loads((OUT / "summary.json").read_text()).get("training", {})
-    _write(OUT / "table2.md", table2(full, nod, peers))
-    _write(OUT / "summary.json", json.dumps(s, indent=1) + "\n")
-    template = Path(args.card_template).read_text()
+    t2 = table2(full, nod, peers)
     flat = {f"{c}_{k}": v for c, row in s["categories"].items() for k, v in row.items()}
     flat.update({f"fps_{k}": v for k, v in s["fps"].items()})
     for who, t in s.get("training", {}).items():
@@ -124,11 +120,23 @@ def main() -> int:
         flat[f"{who}_train_wall_min"] = t["train_wall_s"] / 60
         flat[f"{who}_train_cpu_min"] = t["train_cpu_s"] / 60
         flat.update({f"{who}_val_{c}": v for c, v in t["val_gt_crops"].items()})
-    card = template.format(**{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in flat.items()},
-                           table2=(OUT / "table2.md").read_text().strip())
-    _write(REPO / "tdd_lite" / "assets" / "reference_g.md", card)
-    print(json.dumps(s["checks"], indent=1))
-    print(f"wrote {OUT.relative_to(REPO)}/table2.md, summary.json and tdd_lite/assets/reference_g.md")
+    card = Path(card_template).read_text().format(
+        **{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in flat.items()}, table2=t2.strip())
+    return {OUT / "table2.md": t2, OUT / "summary.json": json.dumps(s, indent=1) + "\n",
+            REPO / "tdd_lite" / "assets" / "reference_g.md": card}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", nargs=2, metavar=("FULL_RUN", "NOD_RUN"), default=None,
+                   help="the training run folders (metrics.jsonl): last validation, training time")
+    p.add_argument("--card-template", default=str(REPO / "tools" / "reference_card.md.in"))
+    args = p.parse_args()
+    outputs = build(args.runs, Path(args.card_template))
+    for path, text in outputs.items():
+        _write(path, text)
+    print(json.dumps(json.loads(outputs[OUT / "summary.json"])["checks"], indent=1))
+    print("wrote", ", ".join(str(p.relative_to(REPO)) for p in outputs))
     return 0
 
 
