@@ -129,7 +129,7 @@ RESUME_FREE_FIELDS = ("name", "eval_every", "log_every", "checkpoint_every", "nu
                       "val_samples", "val_split", "debug_nan_step")
 # config fields added after checkpoints existed, with the value every run before them used (the checksum covers the
 # stored config, so the default is filled in after verification)
-ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05, "land_prev": False}
+ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05, "land_prev": False, "init_from": None}
 # which displacement pair each discriminator reads
 _DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
               "temporal": ("real_temporal_disp", "fake_temporal_disp")}
@@ -180,6 +180,9 @@ class TrainConfig:
     amp: bool = True  # used on CUDA only
     channels_last: bool = True
     debug_nan_step: int | None = None  # test hook: corrupt U at this step to exercise the NaN stop
+    # G's starting weights: None = from scratch; else "sha256:..." of the G weights loaded by ``--init-from``
+    # (a trainer checkpoint or the reference file), so that a fine-tune records what it started from
+    init_from: str | None = None
 
     def validate(self) -> TrainConfig:
         def bad(field: str, want: str) -> UsageError:
@@ -204,6 +207,9 @@ class TrainConfig:
         if self.debug_nan_step is not None and (not isinstance(self.debug_nan_step, int)
                                                 or isinstance(self.debug_nan_step, bool)):
             raise bad("debug_nan_step", "an integer or None")
+        if self.init_from is not None and not (isinstance(self.init_from, str)
+                                               and self.init_from.startswith("sha256:")):
+            raise bad("init_from", "None or 'sha256:HEX' (set by --init-from)")
         if self.steps is not None and (not isinstance(self.steps, int) or isinstance(self.steps, bool)
                                        or self.steps < 1):
             raise bad("steps", "a positive integer or None")
@@ -1134,6 +1140,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-data", default=None,
                         help="validate on the A/B/C test videos of this other 300VW-layout folder, per category "
                              "(default: the held-out split of --data)")
+    parser.add_argument("--init-from", default=None, metavar="FILE",
+                        help="start G from these weights (a trainer checkpoint or a reference file such as "
+                             "tdd_lite/assets/reference_g.pt) instead of from scratch: a fine-tune; the Ds and the "
+                             "optimizers start fresh")
     parser.add_argument("--threads", type=bounded_int(1, 256), default=None,
                         help="torch CPU threads (default: the idle cores, see tdd_lite.config.default_threads)")
 
@@ -1198,6 +1208,29 @@ def _init_distributed(device_arg: str | None) -> torch.device:
     return torch.device(f"cuda:{local}") if want_cuda else torch.device("cpu")
 
 
+def _init_weights(path: Path) -> tuple[dict, str]:
+    """G's float32 state dict from a trainer checkpoint or a reference file (each verified by its own loader),
+    and ``sha256:`` of those weights (what the config records)."""
+    from tdd_lite.reference import is_reference_file, load_reference
+
+    if is_reference_file(path):
+        net, _ = load_reference(path)
+        state = net.state_dict()
+    else:
+        state = load_checkpoint(path)["G"]
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    h = hashlib.sha256()
+    _feed(h, state)
+    return state, "sha256:" + h.hexdigest()
+
+
+def _load_g(g: nn.Module, state: dict, source: str) -> None:
+    try:
+        g.load_state_dict(state)
+    except (RuntimeError, KeyError) as e:
+        raise CheckpointError(f"--init-from {source}: G's weights do not fit this network ({_one_line(e)})") from e
+
+
 def _check_folder_arg(option: str, path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise DataError(f"{option} {path}: is a file, expected a folder")
@@ -1219,6 +1252,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["steps"] = args.steps
     if args.workers is not None:
         overrides["num_workers"] = args.workers
+    init_state = None
+    if args.init_from is not None:
+        init_state, overrides["init_from"] = _init_weights(Path(args.init_from))
     cfg = get_config(args.config, **overrides)
     data = Path(args.data)
     _check_folder_arg("--data", data)
@@ -1282,6 +1318,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{trainer.local_batch} each), {trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
                   f"discriminators {list(cfg.enabled) or 'none'}, device {trainer.device}, amp {trainer.use_amp}, "
                   f"{torch.get_num_threads()} CPU thread(s)")
+        if init_state is not None and not args.resume:
+            _load_g(trainer.g_module, init_state, args.init_from)
         if args.resume:
             trainer.load_checkpoint()
             if trainer.rank == 0:

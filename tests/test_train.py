@@ -565,3 +565,33 @@ def test_cli_val_data_must_exist_and_differ_from_the_training_set(tmp_path, caps
     rc = T.main(["--config", "reference", "--data", str(data), "--val-data", str(data), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and "is the training folder" in err and not (tmp_path / "r").exists()
+
+
+def test_init_from_starts_g_from_another_runs_weights(model, tmp_path, capsys):
+    """--init-from: G's weights of a checkpoint (verified by its loader), recorded as their sha256 in the config;
+    a file that is not a checkpoint is refused in one line before anything is written."""
+    src = make(model, tmp_path / "src", steps=2)
+    src.fit()
+    state, sha = T._init_weights(src.checkpoint_path)
+    saved = T.load_checkpoint(src.checkpoint_path)["G"]
+    assert sha.startswith("sha256:") and set(state) == set(saved)
+    assert all(torch.equal(state[k].to(saved[k].dtype), saved[k]) for k in saved)
+    fresh = make(model, tmp_path / "fresh", steps=2, init_from=sha)
+    assert not torch.equal(fresh.g_module.fc.weight, saved["fc.weight"])
+    T._load_g(fresh.g_module, state, "src")
+    assert torch.equal(fresh.g_module.fc.weight, saved["fc.weight"])
+    assert T._init_weights(src.checkpoint_path)[1] == sha  # the same weights, the same record
+    with pytest.raises(T.UsageError, match="init_from"):
+        T.get_config("smoke", init_from="somewhere/ckpt.pt")
+    from tdd_lite.data.synth import generate
+
+    data = generate(tmp_path / "d", videos=6, frames=8, size=(96, 96), progress=False)
+    rc = T.main(["--config", "smoke", "--data", str(data), "--out", str(tmp_path / "r"),
+                 "--init-from", str(src.checkpoint_path)])
+    assert rc == 0 and T.load_checkpoint(tmp_path / "r" / "checkpoint.pt")["config"]["init_from"] == sha
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not weights")
+    capsys.readouterr()
+    rc = T.main(["--config", "smoke", "--data", str(data), "--out", str(tmp_path / "r2"), "--init-from", str(junk)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "junk.pt" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "r2").exists()
