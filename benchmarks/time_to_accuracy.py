@@ -38,6 +38,9 @@ TEST_SET = {"videos": 30, "frames": 300, "seed": 7171}  # 480x360; test videos A
 RECIPES = {
     "fast": {"data": {"videos": 160, "frames": 25, "seed": 0}, "args": ["--config", "fast", "--workers", "0"]},
     "reference": {"data": {"videos": 999, "frames": 25, "seed": 1000}, "args": ["--config", "reference"]},
+    # the same recipe without the discriminators: what the recipe alone buys, and what the Ds cost or add
+    "reference, no discriminators": {"data": {"videos": 999, "frames": 25, "seed": 1000},
+                                     "args": ["--config", "reference", "--no-id", "--no-ed", "--no-td"]},
 }
 
 
@@ -99,9 +102,10 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     colours = {"A": "#0072B2", "B": "#E69F00", "C": "#CC79A7"}  # Okabe-Ito: colour-blind safe
-    styles = {0: ("-", "o"), 1: ("--", "s"), 2: (":", "^")}
+    styles = {0: (":", "^"), 1: ("-", "o"), 2: ("--", "s")}
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, (name, curve) in enumerate(curves.items()):
         ls, mk = styles[i % 3]
@@ -111,6 +115,9 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     for c in CATEGORIES:
         ax.axhline(GOAL[c], color=colours[c], lw=0.8, alpha=0.6)
     ax.set_yscale("log")
+    ticks = [1, 1.5, 2, 3, 4, 6, 8, 10, 15, 20, 30]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("training time (CPU minutes: process + data workers, evaluation excluded)")
     ax.set_ylabel("NME % on ground-truth crops (log)")
     ax.set_title("Time to accuracy on Synth300VW (seed 7171, 300-frame test videos)")
@@ -141,13 +148,13 @@ def measure(work: Path, threads: int) -> dict[str, Path]:
                        check=True, env=env_fast)
     runs = {}
     for name, recipe in RECIPES.items():
-        data = work / f"train-{name}"
+        d = recipe["data"]
+        data = work / f"train-{d['videos']}x{d['frames']}-s{d['seed']}"
         if not data.exists():
-            d = recipe["data"]
             subprocess.run([sys.executable, "-m", "tdd_lite.cli", "synth", str(data), "--videos", str(d["videos"]),
                             "--frames", str(d["frames"]), "--seed", str(d["seed"])], check=True,
                            env={**os.environ, "TDD_FAST": "1"})  # 256x256 training frames
-        out = work / f"run-{name}"
+        out = work / ("run-" + name.replace(", ", "-").replace(" ", "-"))
         resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
         _tdd("train", *recipe["args"], "--data", str(data), "--val-data", str(test), "--out", str(out),
              "--threads", str(threads), *resume)
