@@ -86,11 +86,11 @@ def format_curves(curves: dict[str, list[dict]]) -> str:
                      + (f"reached at step {hit['step']} ({hit['train_cpu_s'] / 60:.1f} CPU min)" if hit
                         else "not reached"))
     names = list(curves)
-    if len(names) == 2:  # time for the second to reach the first's final accuracy
-        a, b = curves[names[0]], curves[names[1]]
-        final = a[-1]
-        hit = next((r for r in b if all(r[c] <= final[c] for c in CATEGORIES)), None)
-        lines.append(f"{names[1]} reaches {names[0]}'s final accuracy (A {final['A']:.2f} / B {final['B']:.2f} / "
+    first = curves[names[0]]
+    final = first[-1]
+    for name in names[1:]:  # how soon each other run reaches the first run's final accuracy
+        hit = next((r for r in curves[name] if all(r[c] <= final[c] for c in CATEGORIES)), None)
+        lines.append(f"{name} reaches {names[0]}'s final accuracy (A {final['A']:.2f} / B {final['B']:.2f} / "
                      f"C {final['C']:.2f}, after {final['train_cpu_s'] / 60:.1f} CPU min) "
                      + (f"after {hit['train_cpu_s'] / 60:.1f} CPU min: "
                         f"{final['train_cpu_s'] / hit['train_cpu_s']:.1f}x sooner" if hit else "never in its run"))
