@@ -595,3 +595,14 @@ def test_init_from_starts_g_from_another_runs_weights(model, tmp_path, capsys):
     rc = T.main(["--config", "smoke", "--data", str(data), "--out", str(tmp_path / "r2"), "--init-from", str(junk)])
     err = capsys.readouterr().err
     assert rc == 1 and "junk.pt" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "r2").exists()
+
+
+def test_describe_run_applies_the_thread_policy(monkeypatch):
+    from tdd_lite import config
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("TDD_THREADS", "1")
+    try:
+        assert config.describe_run().endswith("1 CPU thread(s)") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
