@@ -124,13 +124,19 @@ def _slim(evaluation: dict) -> dict:
     return {"meta": evaluation["meta"], "methods": methods}
 
 
-def run_config(label: str, seed: int, steps: int | None = None):
+def run_config(label: str, seed: int, steps: int | None = None, preset: str = PRESET, init_from: str | None = None):
+    """The :class:`~tdd_lite.train.TrainConfig` of one run: ``preset`` with the row's discriminators, ``seed``,
+    and optionally ``steps`` and ``init_from`` (``sha256:`` of the G weights a fine-tune starts from)."""
     from tdd_lite.train import ablation_configs, get_config
 
+    overrides: dict = {"seed": seed}
+    if steps is not None:
+        overrides["steps"] = steps
+    if init_from is not None:
+        overrides["init_from"] = init_from
     if label == UNTRAINED:
-        return get_config(PRESET, seed=seed, use_id=False, use_ed=False, use_td=False)
-    overrides = {"seed": seed} if steps is None else {"seed": seed, "steps": steps}
-    return ablation_configs(PRESET, **overrides)[label]
+        return get_config(preset, **overrides, use_id=False, use_ed=False, use_td=False)
+    return ablation_configs(preset, **overrides)[label]
 
 
 def run_one(spec: dict) -> dict:
@@ -149,7 +155,12 @@ def run_one(spec: dict) -> dict:
 
     label, seed = spec["label"], int(spec["seed"])
     folder = Path(spec["out"]) / "runs" / run_slug(label, seed)
-    cfg = run_config(label, seed, spec.get("steps"))
+    init_state, init_sha = None, None
+    if spec.get("init_from"):
+        from tdd_lite.train import _init_weights
+
+        init_state, init_sha = _init_weights(Path(spec["init_from"]))
+    cfg = run_config(label, seed, spec.get("steps"), spec.get("preset", PRESET), init_sha)
     model = load_teaching_model()
     t0 = time.time()
     train_info: dict = {"steps": 0, "wall_seconds": 0.0}
@@ -165,9 +176,14 @@ def run_one(spec: dict) -> dict:
         trainer = Trainer(cfg, model, train_set, val_set, out_dir=folder, device="cpu", quiet=True)
         if (folder / CHECKPOINT_NAME).exists():
             trainer.load_checkpoint()
+        elif init_state is not None:
+            from tdd_lite.train import _load_g
+
+            _load_g(trainer.g_module, init_state, spec["init_from"])
         summary = trainer.fit()
         train_info = {"steps": summary["step"], "wall_seconds": round(time.time() - t0, 1),
-                      "first_val_nme": summary["first_val_nme"], "last_val_nme": summary["last_val_nme"]}
+                      "first_val_nme": summary["first_val_nme"], "last_val_nme": summary["last_val_nme"],
+                      "train_cpu_s": summary.get("train_cpu_s"), "train_wall_s": summary.get("train_wall_s")}
         net = trainer.g_module
     t1 = time.time()
     filters = ["none", *[f for f in TABLE2_FILTERS.get(label, []) if f != "none"]]
@@ -200,9 +216,12 @@ def load_result(path: Path) -> dict | None:
 def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, seeds: Sequence[int] = (0, 1, 2),
              configs: Sequence[str] | None = None, jobs: int = 2, threads: int = 1, steps: int | None = None,
              eval_frames: int = EVAL_FRAMES, outlier_per_category: int = 2, command: str | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, preset: str = PRESET, init_from: str | Path | None = None) -> dict:
     """Every run of :func:`plan` not finished yet, ``jobs`` processes side by side with ``threads`` threads each;
-    then ``grid.json`` (command, revision, machine, wall time) and the summary. Returns :func:`summarize`."""
+    then ``grid.json`` (command, revision, machine, wall time) and the summary. Returns :func:`summarize`.
+
+    ``preset``: the training recipe of every run (``ablation``: from scratch, 400 steps; ``finetune`` with
+    ``init_from``: every configuration continues the same pre-trained G, and no untrained row is evaluated)."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -220,11 +239,17 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
         raise DataError(f"--eval-data {eval_data}: no test videos in categories A/B/C")
     outlier_videos = [v for c in groups for v in groups[c][:outlier_per_category]]
     todo, done = [], []
-    for r in plan(seeds, configs):
+    init_sha = None
+    if init_from is not None:
+        from tdd_lite.train import _init_weights
+
+        init_sha = _init_weights(Path(init_from))[1]  # checked before any worker starts
+    for r in plan(seeds, configs, untrained=init_from is None):
         res = load_result(out / "runs" / run_slug(r["label"], r["seed"]) / RESULT_NAME)
         (done if res is not None else todo).append(r)
     base = {"out": str(out), "train_data": str(train_data), "eval_data": str(eval_data), "groups": groups,
-            "steps": steps, "threads": threads, "eval_frames": eval_frames, "outlier_videos": outlier_videos}
+            "steps": steps, "threads": threads, "eval_frames": eval_frames, "outlier_videos": outlier_videos,
+            "preset": preset, "init_from": str(init_from) if init_from is not None else None}
     manifest_path = out / "grid.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     sessions = manifest.get("sessions", [])
@@ -248,7 +273,8 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
                          "threads": threads,
                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     manifest = {"command": command or manifest.get("command"), "revision": revision,
-                "machine": machine(), "preset": run_config(BASELINE, 0, steps).to_dict(),
+                "machine": machine(), "preset": run_config(BASELINE, 0, steps, preset, init_sha).to_dict(),
+                "init_from": {"file": Path(init_from).name, "weights": init_sha} if init_from is not None else None,
                 "seeds": list(seeds), "eval_frames": eval_frames, "groups": groups,
                 "outlier_videos": outlier_videos, "train_data": _data_info(train_data),
                 "eval_data": _data_info(eval_data), "sessions": sessions,
@@ -763,6 +789,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", nargs="+", metavar="NAME", help=f"subset of {' '.join(LABELS)} (default: all 8)")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs side by side (default 2)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--preset", default=PRESET, help=f"training recipe of every run (default {PRESET}: from scratch; "
+                   "finetune: continue --init-from)")
+    p.add_argument("--init-from", metavar="FILE", help="G's starting weights for every run (a trainer checkpoint or "
+                   "a reference file such as tdd_lite/assets/reference_g.pt); no untrained row then")
     p.add_argument("--steps", type=positive_int, help="override the preset's training steps")
     p.add_argument("--eval-frames", type=positive_int, default=EVAL_FRAMES,
                    help=f"frames per test video evaluated (default {EVAL_FRAMES})")
@@ -782,7 +812,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--train-data and --eval-data are required (or pass --only-summary)")
     command = "tdd-lite ablation " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     run_grid(out, args.train_data, args.eval_data, seeds=args.seeds, configs=args.configs, jobs=args.jobs,
-             threads=args.threads, steps=args.steps, eval_frames=args.eval_frames, command=command)
+             threads=args.threads, steps=args.steps, eval_frames=args.eval_frames, command=command,
+             preset=args.preset, init_from=args.init_from)
     print(f"wrote {out / 'summary.md'}")
     return 0
 

@@ -116,7 +116,7 @@ from tdd_lite.errors import CheckpointError, DataError, TddError, UsageError, bo
 from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
-CONFIG_NAMES = ("paper", "reference", "fast", "ablation", "smoke")
+CONFIG_NAMES = ("paper", "reference", "fast", "ablation", "finetune", "smoke")
 # the Synth300VW set `--synth-if-missing` writes: many identities (70 training videos), short videos
 FAST_SYNTH = {"videos": 160, "frames": 25}
 SCHEDULES = ("cosine", "exponential")
@@ -270,6 +270,11 @@ _PRESETS: dict[str, dict] = {
     "reference": dict(image_size=64, batch_size=10, steps=3200, land_prev=True, train_split="all",
                       val_samples=240, eval_every=250, log_every=50, checkpoint_every=250, num_workers=0,
                       frame_cache=True),
+    # Table 3 at convergence (tdd_lite.experiments --preset finetune --init-from FILE): every configuration
+    # continues one pre-trained G (the shipped reference) for the same 400 steps of the reference recipe at a
+    # fine-tuning rate; the Ds start fresh; no validation pass (the grid evaluates every run by tracking).
+    "finetune": dict(image_size=64, batch_size=10, steps=400, lr=3e-4, land_prev=True, train_split="all",
+                     eval_every=0, log_every=20, checkpoint_every=100, num_workers=0, frame_cache=True),
     # Seconds, for tests: tiny crops, a handful of steps, a small batch.
     "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
                   checkpoint_every=3, num_workers=0),
@@ -794,7 +799,7 @@ class Trainer:
         bar.close()
         del it
         return {"step": self.step, "first_val_nme": first_nme, "last_val_nme": last_nme,
-                "wall_time": time.time() - t0, "last_losses": logs}
+                "wall_time": time.time() - t0, "last_losses": logs, **self._resumed_clock}
 
 
 def _cpu_seconds() -> float:

@@ -43,6 +43,37 @@ def test_run_configs_switch_exactly_the_named_discriminators():
     assert ex.run_config("Without all", 0, steps=7).steps == 7
 
 
+def test_a_finetune_grid_starts_every_run_from_the_given_weights(tmp_path):
+    """--preset/--init-from: the run's G starts from the file (its weights move by at most Adam's step bound),
+    the config records which weights, the untrained row is left out; a run from scratch lands far away."""
+    from tdd_lite.reference import SHIPPED_PATH
+    from tdd_lite.train import CHECKPOINT_NAME, _init_weights, get_config
+
+    start = AlignmentNet.for_model(load_teaching_model())
+    ref = SHIPPED_PATH  # the shipped reference G, the start of the converged grid
+    state, sha = _init_weights(ref)
+    data = generate(tmp_path / "data", videos=4, frames=114, size=(96, 96), seed=3, progress=False)
+    out = tmp_path / "grid"
+    ex.run_grid(out, data, data, seeds=[0], configs=["none"], jobs=1, preset="smoke", init_from=ref,
+                eval_frames=20, progress=False)
+    r = ex.load_results(out)
+    assert [x["label"] for x in r] == [ex.BASELINE]  # no untrained row for a fine-tune grid
+    assert r[0]["config"]["init_from"] == sha and r[0]["config"]["name"] == "smoke"
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["init_from"] == {"file": ref.name, "weights": sha}
+    cfg = get_config("smoke")
+    # Adam moves a weight by at most ~lr (1 - beta1) / sqrt(1 - beta2) = 3.16 lr per step
+    bound = cfg.steps * cfg.lr * 3.2
+    g = torch.load(out / "runs" / "none-s0" / CHECKPOINT_NAME, weights_only=True)["G"]
+    drift = max(float((g[k].float() - state[k]).abs().max()) for k, _ in start.named_parameters())
+    assert drift <= bound, drift
+    # the same grid from scratch (another folder): G starts elsewhere, far beyond that bound
+    ex.run_grid(tmp_path / "scratch", data, data, seeds=[0], configs=["none"], jobs=1, preset="smoke",
+                eval_frames=20, progress=False)
+    g0 = torch.load(tmp_path / "scratch" / "runs" / "none-s0" / CHECKPOINT_NAME, weights_only=True)["G"]
+    assert max(float((g0[k].float() - state[k]).abs().max()) for k, _ in start.named_parameters()) > 10 * bound
+
+
 # ------------------------------------------------------------------------------------------------ statistics
 def _fake_result(folder: Path, label: str, seed: int, nme: dict[str, float], extra: dict | None = None):
     cats = {c: {"nme": v, "dnme": v / 10, "jitter_ratio": 2.0, "lag": 0.0, "lost_tracks": 0,
