@@ -150,3 +150,18 @@ def all_displacements(model3dmm: MorphableModel, outputs: tuple[Tensor, Tensor, 
         out["real_temporal_disp"] = real_temporal_disp(gt_lmk, prev_gt_lmk)
         out["fake_temporal_disp"] = fake_temporal_disp(v, v_prev)
     return out
+
+
+# ------------------------------------------------------------------ beyond the paper: real inputs from the truth
+def true_id_exp_disp(model3dmm: MorphableModel, alpha_id: Tensor, alpha_exp: Tensor,
+                     camera: Tensor) -> tuple[Tensor, Tensor]:
+    """Our extension (not the paper's eq. 4/9): the *true* identity and expression displacements of a frame whose
+    parameters are known (Synth300VW), ``v*(:, l) - v*_exp(:, l)`` and ``v*(:, l) - v*_id(:, l)`` with eq. 1, 3
+    and 8 evaluated at the true ``alpha_id``, ``alpha_exp`` and camera.
+
+    The paper's real inputs ``U - v_exp`` and ``U - v_id`` mix G's own estimate (its camera, its other
+    coefficients) into what the discriminator is told is real; these do not: they are what identity (resp.
+    expression) really moves the landmarks by, in this crop. Same shape and frame as eq. 4/9, (B, 68, 2).
+    """
+    v = pred_lmk(model3dmm, alpha_id, alpha_exp, camera)
+    return v - pred_lmk_exp_only(model3dmm, alpha_exp, camera), v - pred_lmk_id_only(model3dmm, alpha_id, camera)

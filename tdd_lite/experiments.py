@@ -40,8 +40,13 @@ PRESET = "ablation"
 SLUGS = {"Without all": "none", "With D_ID": "id", "With D_ED": "ed", "With D_TD": "td",
          "With D_ID, D_ED": "id-ed", "With D_ID, D_TD": "id-td", "With D_ED, D_TD": "ed-td",
          "With D_ID, D_ED, D_TD": "id-ed-td"}
-LABELS = {v: k for k, v in SLUGS.items()}
 BASELINE, FULL = "Without all", "With D_ID, D_ED, D_TD"
+# Beyond the paper (issue: the claims at convergence): the full method with D_ID / D_ED's real inputs computed
+# from Synth300VW's true parameters (TrainConfig.real_disp = "truth"), reported apart from Table 3's rows
+TRUTH = "All three, real inputs from the truth (ours)"
+EXTENSIONS = {TRUTH: "truth"}
+ROWS = {**SLUGS, **EXTENSIONS}
+LABELS = {v: k for k, v in ROWS.items()}
 UNTRAINED = "Untrained G"
 # the paper's Table 3 and Table 2 (NME %, 300VW-A/B/C): real 300VW, BFM, 256 px, 500 epochs
 PAPER_TABLE3 = {"Without all": (3.731, 4.060, 4.677), "With D_ID": (3.315, 3.575, 3.912),
@@ -64,17 +69,18 @@ OFFSETS = tuple(range(-3, 4))
 
 # ===================================================================================== the grid
 def run_slug(label: str, seed: int) -> str:
-    return f"{SLUGS[label] if label in SLUGS else 'untrained'}-s{seed}"
+    return f"{ROWS[label] if label in ROWS else 'untrained'}-s{seed}"
 
 
 def plan(seeds: Sequence[int], configs: Sequence[str] | None = None, untrained: bool = True) -> list[dict]:
     """The runs of the grid, seed-major (a partial grid is balanced over configurations): ``{"label", "seed"}``.
 
-    ``configs``: short names (``none id ed td id-ed id-td ed-td id-ed-td``) or labels; default all 8. With
+    ``configs``: short names (``none id ed td id-ed id-td ed-td id-ed-td``, and ``truth`` for our extension
+    :data:`TRUTH`) or labels; default Table 3's 8. With
     ``untrained`` the untrained G (seed ``seeds[0]``) is evaluated first: the floor the grid must clear.
     """
     chosen = list(SLUGS) if not configs else [LABELS.get(c, c) for c in configs]
-    bad = [c for c in chosen if c not in SLUGS]
+    bad = [c for c in chosen if c not in ROWS]
     if bad:
         raise UsageError(f"--configs {' '.join(bad)}: expected short names from {' '.join(LABELS)}")
     runs = [{"label": UNTRAINED, "seed": int(seeds[0])}] if untrained else []
@@ -136,6 +142,8 @@ def run_config(label: str, seed: int, steps: int | None = None, preset: str = PR
         overrides["init_from"] = init_from
     if label == UNTRAINED:
         return get_config(preset, **overrides, use_id=False, use_ed=False, use_td=False)
+    if label == TRUTH:
+        return ablation_configs(preset, **overrides, real_disp="truth")[FULL]
     return ablation_configs(preset, **overrides)[label]
 
 
@@ -398,7 +406,7 @@ def _t95(n: int) -> float:
 
 def load_results(out: str | Path) -> list[dict]:
     """Every finished run under ``OUT/runs`` (sorted by configuration then seed)."""
-    order = {label: i for i, label in enumerate([UNTRAINED, *SLUGS])}
+    order = {label: i for i, label in enumerate([UNTRAINED, *ROWS])}
     rs = [r for p in sorted(Path(out).glob(f"runs/*/{RESULT_NAME}")) if (r := load_result(p)) is not None]
     return sorted(rs, key=lambda r: (order.get(r["label"], 99), r["seed"]))
 
@@ -569,7 +577,7 @@ def markdown(summary: dict, grid: dict | None = None) -> str:
               "## Table 3 analogue: NME % (tracking) — paper beside ours", "",
               "| configuration | ours A | ours B | ours C | paper A | paper B | paper C |",
               "|---|---|---|---|---|---|---|"]
-    for label in [UNTRAINED, *SLUGS]:
+    for label in [UNTRAINED, *ROWS]:
         if label not in t3:
             continue
         cells = [_pm(t3[label]["tracking"].get(c, {}).get("nme")) for c in CATEGORIES]
@@ -577,7 +585,7 @@ def markdown(summary: dict, grid: dict | None = None) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(map(str, paper)) + " |")
     lines += ["", "## The same on ground-truth crops (the convenient protocol), NME %", "",
               "| configuration | A | B | C |", "|---|---|---|---|"]
-    for label in [UNTRAINED, *SLUGS]:
+    for label in [UNTRAINED, *ROWS]:
         if label in t3 and t3[label].get(GT_CROPS):
             lines.append(f"| {label} | " + " | ".join(_pm(t3[label][GT_CROPS].get(c, {}).get("nme"))
                                                        for c in CATEGORIES) + " |")
@@ -588,7 +596,7 @@ def markdown(summary: dict, grid: dict | None = None) -> str:
               "| configuration | A: mean [95% CI] | improved | B: mean [95% CI] | improved "
               "| C: mean [95% CI] | improved |",
               "|---|---|---|---|---|---|---|"]
-    for label in SLUGS:
+    for label in ROWS:
         p = summary["paired"].get(label, {}).get("tracking")
         if not p:
             continue
@@ -636,7 +644,7 @@ def markdown(summary: dict, grid: dict | None = None) -> str:
               "Identity spread: how much the fitted identity shape of one person moves during a video (mm, lower is "
               "better); expression error: fitted vs true expression displacement (mm).", "",
               "| configuration | identity spread A / B / C | expression error A / B / C |", "|---|---|---|"]
-    for label in [UNTRAINED, *SLUGS]:
+    for label in [UNTRAINED, *ROWS]:
         if label not in t3:
             continue
         tr = t3[label]["tracking"]
@@ -672,7 +680,7 @@ def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Pat
 
 
 # ===================================================================================== figures
-_SHORT = {UNTRAINED: "untrained", **SLUGS}
+_SHORT = {UNTRAINED: "untrained", **SLUGS, TRUTH: "all, true real (ours)"}
 
 
 def table3_figure(summary: dict, method: str = "tracking"):
@@ -680,7 +688,7 @@ def table3_figure(summary: dict, method: str = "tracking"):
     import matplotlib.pyplot as plt
 
     t3 = summary["table3"]
-    labels = [lb for lb in SLUGS if lb in t3]
+    labels = [lb for lb in ROWS if lb in t3]
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(labels))
     for i, cat in enumerate(CATEGORIES):
@@ -691,7 +699,8 @@ def table3_figure(summary: dict, method: str = "tracking"):
         for j, c in enumerate(cells):
             if c:
                 ax.plot([x[j] + (i - 1) * 0.27] * len(c["values"]), 100 * np.asarray(c["values"]), "k.", ms=3)
-        axp.bar(x + (i - 1) * 0.27, [PAPER_TABLE3[lb][i] for lb in labels], 0.27, label=f"300VW-{cat}")
+        axp.bar(x + (i - 1) * 0.27, [PAPER_TABLE3[lb][i] if lb in PAPER_TABLE3 else np.nan for lb in labels], 0.27,
+                label=f"300VW-{cat}")
     for a, title in ((ax, f"ours: Synth300VW, {len(summary['seeds'])} seeds ({method})"),
                      (axp, "paper (real 300VW, one run each)")):
         a.set_xticks(x, [_SHORT[lb] for lb in labels], rotation=35, ha="right")
@@ -737,7 +746,7 @@ def disentanglement_figure(summary: dict):
     import matplotlib.pyplot as plt
 
     t3 = summary["table3"]
-    labels = [lb for lb in [UNTRAINED, *SLUGS] if lb in t3]
+    labels = [lb for lb in [UNTRAINED, *ROWS] if lb in t3]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     x = np.arange(len(labels))
     for ax, key, title in ((axes[0], "identity_spread", "identity spread (mm): lower = steadier identity"),

@@ -129,7 +129,9 @@ RESUME_FREE_FIELDS = ("name", "eval_every", "log_every", "checkpoint_every", "nu
                       "val_samples", "val_split", "debug_nan_step")
 # config fields added after checkpoints existed, with the value every run before them used (the checksum covers the
 # stored config, so the default is filled in after verification)
-ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05, "land_prev": False, "init_from": None}
+ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05, "land_prev": False, "init_from": None,
+                       "real_disp": "paper"}
+REAL_DISPS = ("paper", "truth")
 # which displacement pair each discriminator reads
 _DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
               "temporal": ("real_temporal_disp", "fake_temporal_disp")}
@@ -183,6 +185,10 @@ class TrainConfig:
     # G's starting weights: None = from scratch; else "sha256:..." of the G weights loaded by ``--init-from``
     # (a trainer checkpoint or the reference file), so that a fine-tune records what it started from
     init_from: str | None = None
+    # D_ID / D_ED's real inputs: "paper" = eq. 4/9 (U - v_exp, U - v_id, with G's estimate inside); "truth" = our
+    # extension, the true identity/expression displacements from Synth300VW's parameters
+    # (displacement.true_id_exp_disp; needs params.npz beside every training video)
+    real_disp: str = "paper"
 
     def validate(self) -> TrainConfig:
         def bad(field: str, want: str) -> UsageError:
@@ -198,7 +204,7 @@ class TrainConfig:
                 raise bad(f, "an integer >= 0")
         if self.image_size < 32:
             raise bad("image_size", ">= 32 (ResNet-18 downsamples by 32)")
-        for f in ("name", "train_split", "val_split", "schedule", "landmark_norm"):
+        for f in ("name", "train_split", "val_split", "schedule", "landmark_norm", "real_disp"):
             if not isinstance(getattr(self, f), str):
                 raise bad(f, "a string")
         for f in ("use_id", "use_ed", "use_td", "adv_camera_grad", "frame_cache", "amp", "channels_last", "land_prev"):
@@ -228,6 +234,8 @@ class TrainConfig:
             raise bad("jitter_shift", "a fraction of the box side in [0, 0.5]")
         if not (isinstance(self.jitter_scale, float | int) and 0 <= self.jitter_scale <= 0.9):
             raise bad("jitter_scale", "a fraction in [0, 0.9]")
+        if self.real_disp not in REAL_DISPS:
+            raise bad("real_disp", f"one of {REAL_DISPS}")
         if self.landmark_norm not in losses.LANDMARK_NORMS:
             raise bad("landmark_norm", f"one of {losses.LANDMARK_NORMS}")
         if self.schedule not in SCHEDULES:
@@ -619,6 +627,9 @@ class Trainer:
         prev = (a_id[b:], a_exp[b:], cam[b:])
         need_prev = "temporal" in self.ds
         x = disp.all_displacements(self.model3dmm, cur, prev if need_prev else None, gt, prev_gt)
+        if cfg.real_disp == "truth":  # our extension: D_ID / D_ED told what is real by the true parameters
+            true = [batch[k].to(dev, torch.float32) for k in ("alpha_id", "alpha_exp", "camera")]
+            x["real_id_disp"], x["real_exp_disp"] = disp.true_id_exp_disp(self.model3dmm, *true)
         if not cfg.adv_camera_grad:  # the identity/expression fakes move only alpha_id / alpha_exp in the G step
             cam_d = (cur[0], cur[1], cur[2].detach())
             v_d = disp.pred_lmk(self.model3dmm, *cam_d)
@@ -1182,7 +1193,8 @@ def build_datasets(root: str | Path, cfg: TrainConfig, skip_bad: bool = False,
                    train_videos: list[str] | None = None, val_videos: list[str] | None = None):
     """The pair dataset for training and the single-frame dataset for validation, from a 300VW-layout root.
 
-    ``train_videos`` / ``val_videos``: explicit video ids (default: ``cfg.train_split`` / ``cfg.val_split``);
+    ``train_videos`` / ``val_videos``: explicit video ids (default: ``cfg.train_split`` / ``cfg.val_split``;
+    ``train_split="all"``: every video of ``root``);
     ``skip_bad``: frames with an unreadable ``.pts`` are skipped (``check-data --skip-bad-frames``).
     With ``cfg.frame_cache`` the videos are decoded once into JPEGs under ``work_dir("frame_cache", ...)``
     (random access into a video otherwise costs a seek and a decode per frame).
@@ -1190,10 +1202,22 @@ def build_datasets(root: str | Path, cfg: TrainConfig, skip_bad: bool = False,
     from tdd_lite.data.pairs import FrameDataset, FramePairDataset
 
     root = Path(root)
+    if train_videos is None and cfg.train_split == "all":  # every video of the folder (the reference recipe)
+        from tdd_lite.data.vw300 import select_videos
+
+        train_videos = select_videos(root, all_videos=True)["all"]
     cache = _frame_cache_dir(root) if cfg.frame_cache else None
-    train = FramePairDataset(root, cfg.train_split if train_videos is None else train_videos, cfg.image_size,
-                             augment=True, max_interval=cfg.max_interval, seed=cfg.seed, cache_dir=cache,
-                             skip_bad=skip_bad, jitter={"shift": cfg.jitter_shift, "scale": cfg.jitter_scale})
+    with_params = cfg.real_disp == "truth"
+    try:
+        train = FramePairDataset(root, cfg.train_split if train_videos is None else train_videos, cfg.image_size,
+                                 augment=True, max_interval=cfg.max_interval, seed=cfg.seed, cache_dir=cache,
+                                 skip_bad=skip_bad, jitter={"shift": cfg.jitter_shift, "scale": cfg.jitter_scale},
+                                 with_params=with_params)
+    except FileNotFoundError as e:
+        if not with_params:
+            raise
+        raise DataError(f"config {cfg.name!r}: real_disp='truth' needs the true parameters of every training "
+                        f"video (Synth300VW's params.npz): {e}") from e
     val = None
     if cfg.eval_every > 0:
         val = FrameDataset(root, cfg.val_split if val_videos is None else val_videos, cfg.image_size, cache_dir=cache,

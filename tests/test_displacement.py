@@ -115,3 +115,17 @@ def test_rebox_landmarks_round_trip_and_closed_form():
     expect = (pix - b[:, None, :2]) / (b[:, None, 2:] - b[:, None, :2])
     assert torch.allclose(out, expect, atol=1e-5)
     assert torch.allclose(D.rebox_landmarks(out, b, a), lmk, atol=1e-5)
+
+
+def test_true_displacements_are_the_projected_offsets_and_eq4_9_at_a_perfect_g(model):
+    """Our extension: with an affine camera the true identity displacement is P(S_bar + A_id a) - P(S_bar), whatever
+    the expression (and likewise for expression); at G = the truth the paper's eq. 4/9 give the same."""
+    x_id, x_ed = D.true_id_exp_disp(model, A_ID, A_EXP, CAM)
+    zero_id, zero_exp = torch.zeros_like(A_ID), torch.zeros_like(A_EXP)
+    mean = D.pred_lmk(model, zero_id, zero_exp, CAM)
+    assert torch.allclose(x_id, D.pred_lmk(model, A_ID, zero_exp, CAM) - mean)
+    assert torch.allclose(x_ed, D.pred_lmk(model, zero_id, A_EXP, CAM) - mean)
+    assert torch.allclose(x_id, V - V_EXP) and torch.allclose(x_ed, V - V_ID)  # the hand projections above
+    u_true = D.pred_lmk(model, A_ID, A_EXP, CAM)
+    assert torch.allclose(D.real_id_disp(u_true, V_EXP), x_id)
+    assert torch.allclose(D.real_exp_disp(u_true, V_ID), x_ed)

@@ -606,3 +606,41 @@ def test_describe_run_applies_the_thread_policy(monkeypatch):
         assert config.describe_run().endswith("1 CPU thread(s)") and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_real_from_truth_feeds_d_id_and_d_ed_the_true_displacements(model, tmp_path):
+    """real_disp='truth' (our extension): the real inputs of D_ID / D_ED are the projected identity / expression
+    offsets of the batch's true parameters (computed here from eq. 1 at zero expression / identity), the fakes
+    and D_TD's inputs are those of the paper's definition; a data set without true parameters is refused."""
+    from tdd_lite.data.synth import generate
+    from tdd_lite.displacement import pred_lmk
+
+    batch = T._stack_batch([PairSet()[i] for i in range(4)])
+    g = torch.Generator().manual_seed(3)
+    batch["alpha_id"] = torch.randn(4, model.n_id, generator=g)
+    batch["alpha_exp"] = torch.randn(4, model.n_exp, generator=g)
+    batch["camera"] = torch.tensor([[0.004, 0, 0, 0.5, 0, -0.004, 0, 0.5]]).repeat(4, 1)
+    xs = {}
+    for real in ("paper", "truth"):
+        tr = make(model, tmp_path / real, real_disp=real)
+        torch.manual_seed(0)
+        xs[real], _, _ = tr.forward_g(batch)
+    zid, zexp = torch.zeros_like(batch["alpha_id"]), torch.zeros_like(batch["alpha_exp"])
+    mean = pred_lmk(model, zid, zexp, batch["camera"])
+    want_id = pred_lmk(model, batch["alpha_id"], zexp, batch["camera"]) - mean
+    want_exp = pred_lmk(model, zid, batch["alpha_exp"], batch["camera"]) - mean
+    assert torch.allclose(xs["truth"]["real_id_disp"], want_id, atol=1e-6)
+    assert torch.allclose(xs["truth"]["real_exp_disp"], want_exp, atol=1e-6)
+    assert not torch.allclose(xs["paper"]["real_id_disp"], want_id, atol=1e-3)
+    for k in ("fake_id_disp", "fake_exp_disp", "real_temporal_disp", "fake_temporal_disp"):
+        assert torch.allclose(xs["truth"][k], xs["paper"][k]), k
+    with pytest.raises(T.UsageError, match="real_disp='bogus'"):
+        T.get_config("smoke", real_disp="bogus")
+    data = generate(tmp_path / "d", videos=4, frames=8, size=(64, 64), seed=2, progress=False)
+    for f in data.glob("*/params.npz"):
+        f.unlink()
+    with pytest.raises(T.DataError, match="real_disp='truth' needs the true parameters"):
+        T.build_datasets(data, T.get_config("smoke", real_disp="truth"))
+    every, _ = T.build_datasets(data, T.get_config("smoke", train_split="all", eval_every=0))
+    assert sorted(s.name for s in every.sequences) == sorted(p.name for p in data.iterdir() if (p / "annot").is_dir())
+    assert len(every.sequences) == 4
