@@ -166,3 +166,32 @@ def scales_markdown(summaries: dict[str, dict], method: str = "tracking") -> str
                                     if c in row and "nme" in row[c] else "—" for c in CATEGORIES))
         lines.append(f"| {lb} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# the Table 2 analogue of a grid: (configuration, stabiliser, label)
+TABLE2_LABELS = ((BASELINE, "none", "no discriminator, raw"),
+                 (BASELINE, "centred", "no discriminator + centred average"),
+                 (BASELINE, "one-euro", "no discriminator + One Euro"),
+                 (BASELINE, "kalman", "no discriminator + Kalman"),
+                 (FULL, "none", "all three discriminators, raw"),
+                 (FULL, "one-euro", "all three + One Euro"))
+
+
+def grid_table2_rows(summary: dict, results: list[dict] | None = None, suffix: str = "") -> list[dict]:
+    """Rows for :func:`tdd_lite.report.table2_markdown` from a grid summary: each metric's mean over seeds;
+    frames/s the mean of the runs' tracking speed when ``results`` (:func:`tdd_lite.experiments.load_results`)
+    are given. ``suffix`` is appended to every label (e.g. the grid's scale)."""
+    by_key = {(r["config"], r["filter"]): r["categories"] for r in summary["table2"]}
+    rows = []
+    for config, flt, label in TABLE2_LABELS:
+        cats = by_key.get((config, flt))
+        if not cats:
+            continue
+        fps = None
+        if results:
+            speeds = [r["evaluation"]["meta"].get("tracking_fps") for r in results if r["label"] == config]
+            speeds = [v for v in speeds if v]
+            fps = float(np.mean(speeds)) if speeds else None
+        rows.append({"label": label + suffix, "fps": fps,
+                     "categories": {c: {k: v["mean"] for k, v in cells.items()} for c, cells in cats.items()}})
+    return rows

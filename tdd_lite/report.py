@@ -185,6 +185,18 @@ def table2_rows(results: dict, methods: dict[str, str], fps: float | None = None
     return rows
 
 
+def peer_rows(peers: dict) -> list[dict]:
+    """Rows for :func:`table2_markdown` from ``tdd-lite peers``' ``peers.json`` (dlib, MediaPipe), frames/s over
+    every frame each peer ran on."""
+    rows = []
+    for name, m in peers["methods"].items():
+        cats = m["categories"]
+        frames = sum(cats[c]["frames"] for c in cats)
+        seconds = sum(cats[c]["seconds"] for c in cats)
+        rows.append({"label": name, "categories": cats, "fps": frames / seconds if seconds else None})
+    return rows
+
+
 def table2_markdown(rows: list[dict], categories: tuple[str, ...] = ("A", "B", "C")) -> str:
     """The Table 2 analogue: one row per method, each cell ``A / B / C``; frames/s last.
 
@@ -206,6 +218,6 @@ def _fmt_short(value: Any, kind: str) -> str:
         return "-"
     if kind == "pct":
         return f"{100 * value:.2f}"
-    if kind == "int":
-        return str(int(value))
+    if kind == "int":  # a count; a mean of counts over seeds keeps one decimal
+        return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
     return f"{value:.2f}"

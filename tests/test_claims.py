@@ -96,3 +96,17 @@ def test_tables_put_the_scales_side_by_side(tmp_path):
     v = C.verdict_markdown({"400 steps": a, "converged": b})
     assert v.splitlines()[2].startswith("| 1. ") and "**partly**" in v.splitlines()[2]
     assert "**contradicted**" in v.splitlines()[2]
+
+
+def test_grid_table2_rows_are_the_seed_means_with_mean_speed(tmp_path):
+    from tdd_lite.report import table2_markdown
+
+    summary = _grid(tmp_path, {"D_TD": {"jitter_ratio": -1.0}})
+    summary["table2"] = [{"config": ex.BASELINE, "filter": "none", "categories": {
+        "A": {"nme": {"mean": 0.031}, "lost_tracks": {"mean": 4 / 3}}}}]
+    results = [{"label": ex.BASELINE, "evaluation": {"meta": {"tracking_fps": f}}} for f in (10.0, 14.0)]
+    rows = C.grid_table2_rows(summary, results, " (converged)")
+    assert rows == [{"label": "no discriminator, raw (converged)", "fps": 12.0,
+                     "categories": {"A": {"nme": 0.031, "lost_tracks": 4 / 3}}}]
+    md = table2_markdown(rows)
+    assert "| no discriminator, raw (converged) | 3.10 / - / - |" in md and "1.3 / - / -" in md and "| 12.0 |" in md

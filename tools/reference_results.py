@@ -88,11 +88,7 @@ def table2(full: dict, nod: dict, peers: dict) -> str:
                                      "tracking + one-euro": "without discriminators + One Euro",
                                      "tracking + kalman": "without discriminators + Kalman"},
                                fps=nod["meta"]["tracking_fps"])
-    for name, m in peers["methods"].items():
-        cats = m["categories"]
-        frames = sum(cats[c]["frames"] for c in cats)
-        seconds = sum(cats[c]["seconds"] for c in cats)
-        rows.append({"label": name, "categories": cats, "fps": frames / seconds if seconds else None})
+    rows += report.peer_rows(peers)
     return report.table2_markdown(rows) + "\n"
 
 
