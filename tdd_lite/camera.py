@@ -1,4 +1,4 @@
-"""The 8 camera parameters: a 2x4 affine weak-perspective camera (DESIGN.md erratum 5).
+"""The 8 camera parameters: a 2x4 affine weak-perspective camera (the book's errata page, erratum 5).
 
 The paper's eq. 3/8 project with ``v = f * P * R * S + t`` but never say what its 8 camera numbers are. We
 read them as the row-major entries of the 2x4 matrix ``M = [f * P * R | t]``::

@@ -195,3 +195,48 @@ def grid_table2_rows(summary: dict, results: list[dict] | None = None, suffix: s
         rows.append({"label": label + suffix, "fps": fps,
                      "categories": {c: {k: v["mean"] for k, v in cells.items()} for c, cells in cats.items()}})
     return rows
+
+
+# the forest plot: (panel title, [(discriminator, metric key, scale to the unit shown)], x label)
+EFFECT_PANELS = (
+    ("claim 1: NME", [("D_ID", "nme", 100), ("D_ED", "nme", 100), ("D_TD", "nme", 100)], "points"),
+    ("claim 2: stability (D_TD)", [("D_TD", "jitter_ratio", 1), ("D_TD", "dnme", 100)], "ratio / points"),
+    ("claim 4: disentanglement", [("D_ID", "identity_spread", 1), ("D_ED", "expression_error", 1)], "mm"),
+)
+# Okabe-Ito colours and distinct markers: a scale is told apart by colour *and* shape
+SCALE_STYLES = (("#0072B2", "o"), ("#D55E00", "s"), ("#009E73", "^"), ("#CC79A7", "D"))
+
+
+def effects_figure(summaries: dict[str, dict]):
+    """Every main effect the claims read, with its 95% interval over seeds, one marker per grid (scale): left of
+    the zero line = the discriminator lowers the metric, as the paper claims; an interval across it = not shown."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(EFFECT_PANELS), figsize=(11, 4.2))
+    n = len(summaries)
+    for ax, (title, items, unit) in zip(axes, EFFECT_PANELS):
+        labels = [f"{d} {key.replace('_', ' ')} {c}" for d, key, _ in items for c in CATEGORIES]
+        y = np.arange(len(labels))[::-1].astype(float)
+        for i, (name, s) in enumerate(summaries.items()):
+            colour, marker = SCALE_STYLES[i % len(SCALE_STYLES)]
+            off = (i - (n - 1) / 2) * 0.25
+            k = 0
+            for d, key, scale in items:
+                cells = s.get("effects", {}).get(d, {}).get(key, {})
+                for c in CATEGORIES:
+                    if c in cells:
+                        m, (lo, hi) = scale * cells[c]["mean"], cells[c]["ci95"]
+                        lo, hi = scale * lo, scale * hi
+                        lo, hi = max(lo, m - 50), min(hi, m + 50)  # an infinite interval (1 seed) drawn clipped
+                        ax.errorbar(m, y[k] + off, xerr=[[m - lo], [hi - m]], fmt=marker, color=colour, ms=4,
+                                    capsize=2, lw=1, label=name if k == 0 else None)
+                    k += 1
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"main effect ({unit}); < 0 = as claimed", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=n, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig

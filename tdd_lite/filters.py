@@ -1,4 +1,4 @@
-"""Stabilisers for landmark streams: the baselines the paper argues against (DESIGN.md, "Stabilisers").
+"""Stabilisers for landmark streams: the baselines the paper argues against (the reproduction page, claims 2-3).
 
 Every filter works on any stream of shape ``(T, ...)`` -- e.g. ``(T, 68, 2)`` landmarks in image pixels,
 ``(T, N, 3)`` vertices, or ``(T,)`` scalars -- in any units, and filters every coordinate independently.

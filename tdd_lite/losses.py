@@ -1,6 +1,6 @@
 """Losses: the landmark loss (eq. 1), the discriminator losses (eq. 6, 11, 14, 15) and G's losses (eq. 16-19).
 
-Errata applied (DESIGN.md):
+Errata applied (the book's errata page, book/errata.md):
 
 * **Erratum 1 (D losses, eq. 6/11/14).** The paper writes ``E[log D(x)] + E[log D(x_z)]``. Maximising that
   would make D say "real" to *both* inputs. The intended GAN objective is ``E[log D(x)] + E[log(1 - D(x_z))]``

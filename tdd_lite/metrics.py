@@ -12,7 +12,7 @@
 Multiply by 100 for the percentages of the paper's Table 2. Works on numpy arrays and torch tensors of shape
 ``(..., 68, 2)`` and returns shape ``(...)`` (a torch result keeps the graph).
 
-Video metrics (DESIGN.md, "Evaluation: definitions to implement exactly"), on a prediction ``p`` and ground
+Video metrics (notebook 07 explains each), on a prediction ``p`` and ground
 truth ``g`` of shape ``(T, N, 2)`` in image pixels, ``d_t`` = the bbox normaliser of ``g_t``; every value is a
 fraction (x100 for percent) unless it says pixels, frames or millimetres. Means run over the landmarks, then the
 frames, then (:func:`category_metrics`) over the frames of all videos of a category:
@@ -511,7 +511,7 @@ _ROW_KEYS = ("frames", "nme", "nme_io", "auc", "failure", "dnme", "dnme_frames",
 
 
 def category_metrics(rows: Sequence[Mapping[str, Any]]) -> dict:
-    """The category row from :func:`video_metrics` rows, weighted by frames (DESIGN.md: means over landmarks,
+    """The category row from :func:`video_metrics` rows, weighted by frames (means over landmarks,
     then frames, then all the category's frames).
 
     NME (bbox, io), AUC and failure rate are frame-weighted means (exactly the values over the pooled

@@ -6,7 +6,7 @@ Architecture, as the paper describes it::
       -> ImageNet normalisation (a buffer inside the net, so callers always pass [0, 1] images)
       -> ResNet-18 trunk (torchvision, ``weights=None``: trained from scratch unless a local file is given)
       -> global average pool: 512
-      -> Linear(512, 1025) + ReLU                         (DESIGN.md erratum 4: 990 + 35 = 1025)
+      -> Linear(512, 1025) + ReLU                         (errata page, erratum 4: 990 + 35 = 1025)
       -> split 990 | 35                                   ("proportionally to 228 and 8": 1025*228/236 = 990.3)
       -> 3DMM head:   Linear(990, 228) + ReLU + Linear(228, 228) -> alpha_id (199) | alpha_exp (29)
       -> camera head: Linear(35, 16)  + ReLU + Linear(16, 8)     -> camera (8), see :mod:`tdd_lite.camera`

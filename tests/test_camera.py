@@ -1,4 +1,4 @@
-"""The 8-parameter weak-perspective camera (eq. 3/8, DESIGN.md erratum 5), against direct computations."""
+"""The 8-parameter weak-perspective camera (eq. 3/8, the book's errata page, erratum 5), against direct computations."""
 
 from __future__ import annotations
 

@@ -197,7 +197,7 @@ def test_lost_tracks_in_video_metrics():
 
 
 def _naive_row(pred, gt, segments):
-    """Every definition of DESIGN.md written as plain loops (frames without ground truth skipped)."""
+    """Every definition of tdd_lite.metrics' docstring written as plain loops (frames without ground truth skipped)."""
     T = len(gt)
     ok = [bool(np.isfinite(gt[t]).all()) for t in range(T)]
 

@@ -4,8 +4,8 @@
 * :class:`FramePairDataset`: the pairs the temporal discriminator needs, ``(I, I', U, U')`` with the frame
   interval drawn uniformly from ``1..max_interval`` (paper: 1..6; clipped at the sequence start). **Both frames
   are cropped with one box** - the (jittered, enlarged) ground-truth box of the *previous* frame - exactly as
-  tracking crops frame t from the estimate at t-1 (DESIGN.md erratum 7). So ``U``, ``U'`` and the network's
-  ``v``, ``v'`` all live in the same [0, 1] crop frame and ``U - U'`` is the true motion inside that crop.
+  tracking crops frame t from the estimate at t-1 (the book's errata page, erratum 7). So ``U``, ``U'`` and the
+  network's ``v``, ``v'`` all live in the same [0, 1] crop frame and ``U - U'`` is the true motion inside that crop.
 * The test protocol (frame 0 from a face detector, every later frame from the previous frame's estimate) lives
   in :mod:`tdd_lite.track`; ``TrackingCropper`` and ``image_to_tensor`` are re-exported here for old imports.
 

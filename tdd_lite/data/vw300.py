@@ -35,7 +35,7 @@ from tdd_lite.errors import DataError, UsageError
 ENV_ROOT = "TDD_300VW_ROOT"
 SPLIT_NAMES = ("train", "A", "B", "C")
 
-# The official protocol (DESIGN.md; Shen et al. 2015 / Chrysos et al. 2018): 50 training videos and three
+# The official protocol (Shen et al. 2015 / Chrysos et al. 2018): 50 training videos and three
 # test categories: A (well lit), B (mild unconstrained), C (challenging).
 OFFICIAL_SPLITS: dict[str, tuple[str, ...]] = {
     "train": tuple("001 002 003 004 007 009 010 011 013 015 016 017 018 019 020 022 025 027 028 029 031 033 034 035 "
