@@ -659,11 +659,15 @@ SECTIONS = {"table3": "Table 3 analogue", "gt_crops": "The same on ground-truth 
             "disentanglement": "Disentanglement"}
 
 
-def section(text: str, key: str) -> str:
-    """One ``## ...`` section of :func:`markdown`'s text by short name (:data:`SECTIONS`), heading included."""
+def section(text: str, key: str, caption: bool = False) -> str:
+    """One ``## ...`` section of :func:`markdown`'s text by short name (:data:`SECTIONS`), heading included.
+
+    ``caption=True`` turns the heading into a bold caption line, for a page (a notebook's output) whose own
+    outline should not gain an unnumbered heading per table."""
     for part in text.split("\n## ")[1:]:
         if part.startswith(SECTIONS[key]):
-            return "## " + part.rstrip() + "\n"
+            title, _, body = part.rstrip().partition("\n")
+            return (f"**{title}**\n{body}\n" if caption else "## " + part.rstrip() + "\n")
     raise KeyError(f"no section {SECTIONS[key]!r}")
 
 

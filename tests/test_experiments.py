@@ -18,6 +18,8 @@ from tdd_lite.network import AlignmentNet
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "ablation"
+# both committed grids: 400 steps from scratch, and the fine-tunes of the converged reference G
+GRIDS = [COMMITTED, ROOT / "results" / "ablation-converged"]
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -182,19 +184,22 @@ def test_outlier_experiment_is_causal_except_for_the_centred_average(tiny):
 
 # ------------------------------------------------------------------------------------------------ committed
 needs_results = pytest.mark.skipif(not (COMMITTED / "summary.json").is_file(), reason="no committed grid")
+each_grid = pytest.mark.parametrize("folder", GRIDS, ids=[g.name for g in GRIDS])
 
 
-@needs_results
-def test_committed_grid_is_complete():
-    results = ex.load_results(COMMITTED)
+@each_grid
+def test_committed_grid_is_complete(folder):
+    if not (folder / "summary.json").is_file():
+        pytest.skip(f"no committed grid in {folder.name}")
+    results = ex.load_results(folder)
     seeds: dict[str, set] = {}
     for r in results:
         seeds.setdefault(r["label"], set()).add(r["seed"])
         for cat in ex.CATEGORIES:
             assert cat in r["evaluation"]["methods"]["tracking"]["categories"], (r["slug"], cat)
-    for label in ex.SLUGS:
+    for label in ex.SLUGS:  # the 8 configurations of Table 3, 3 seeds each: >= 24 runs
         assert len(seeds.get(label, ())) >= 3, label
-    grid = json.loads((COMMITTED / "grid.json").read_text())
+    grid = json.loads((folder / "grid.json").read_text())
     assert grid["command"].startswith("tdd-lite ablation") and grid["revision"] and grid["wall_seconds"] > 0
     assert grid["machine"]["cores"]
 
@@ -216,13 +221,37 @@ def _close(a, b, path="summary"):
         assert a == b, path
 
 
-@needs_results
-def test_committed_tables_are_the_ones_the_committed_runs_give():
-    committed = json.loads((COMMITTED / "summary.json").read_text())
-    recomputed = json.loads(json.dumps(ex.summarize(COMMITTED)))  # through JSON, as written
+@each_grid
+def test_committed_tables_are_the_ones_the_committed_runs_give(folder):
+    if not (folder / "summary.json").is_file():
+        pytest.skip(f"no committed grid in {folder.name}")
+    committed = json.loads((folder / "summary.json").read_text())
+    recomputed = json.loads(json.dumps(ex.summarize(folder)))  # through JSON, as written
     _close(recomputed, committed)
-    grid = json.loads((COMMITTED / "grid.json").read_text())
-    assert (COMMITTED / "summary.md").read_text() == ex.markdown(committed, grid)
+    grid = json.loads((folder / "grid.json").read_text())
+    assert (folder / "summary.md").read_text() == ex.markdown(committed, grid)
+
+
+CLAIMS = ROOT / "results" / "claims"
+
+
+@pytest.mark.skipif(not (CLAIMS / "verdicts.md").is_file(), reason="no committed verdicts")
+def test_committed_verdicts_are_the_ones_both_grids_give():
+    """results/claims/ (tools/claims_results.py) against a fresh build from the committed summaries: the text
+    files exactly, the verdicts' numbers within float noise; the figure is only checked to be a PNG."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("claims_results", ROOT / "tools" / "claims_results.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for path, data in tool.build().items():
+        assert path.is_file(), f"{path.name} is not committed (python tools/claims_results.py)"
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        elif path.suffix == ".json":
+            _close(json.loads(data), json.loads(path.read_text()), path.name)
+        else:
+            assert path.read_text() == data, f"{path.name} is not what the committed grids give"
 
 
 # ------------------------------------------------------------------------------------------------ the built book
@@ -242,3 +271,11 @@ def test_the_built_book_shows_the_committed_tables(page):
     assert text.count("<table") >= 6, f"{page}: result tables not rendered as tables"
     assert "| configuration |" not in text, f"{page}: a Markdown table printed as text"
     assert f"{100 * none_a['mean']:.2f} ± {100 * none_a['std']:.2f}" in text, f"{page}: not the committed numbers"
+
+
+def test_a_section_as_a_caption_keeps_its_table_and_drops_the_heading():
+    text = "intro\n## Table 3 analogue: NME %\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Disentanglement (x)\n\nz\n"
+    full = ex.section(text, "table3")
+    cap = ex.section(text, "table3", caption=True)
+    assert full.startswith("## Table 3 analogue") and cap.startswith("**Table 3 analogue: NME %**")
+    assert "##" not in cap and cap.splitlines()[1:] == full.splitlines()[1:]
