@@ -163,7 +163,10 @@ def claim_grid_folder(out: str | Path):
             print(f"ablation: {out} was made by tdd-lite ablation before output markers: adopted (marked); only "
                   f"its {', '.join(sorted(info['files']))} and runs/ are the command's, nothing else is touched",
                   file=sys.stderr)
-    return outputs.claim_folder(out, ABLATION_COMMAND, overwrite=True)
+    claimed = outputs.claim_folder(out, ABLATION_COMMAND, overwrite=True)
+    for name in GRID_FILES:  # a file of the user's where the grid writes: refused now, not after hours of training
+        outputs.check_writable(claimed, name)
+    return claimed
 
 
 def _write_output(out: Path, name: str, data: str | bytes) -> None:
@@ -380,13 +383,25 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
 
     ``preset``: the training recipe of every run (``ablation``: from scratch, 400 steps; ``finetune`` with
     ``init_from``: every configuration continues the same pre-trained G, and no untrained row is evaluated)."""
-    from tdd_lite.data.vw300 import load_splits
     from tdd_lite.train import CONFIG_NAMES
 
     out = Path(out)
     seeds = check_seeds(seeds)
     if preset not in CONFIG_NAMES:
         raise UsageError(f"--preset {preset}: expected one of {', '.join(CONFIG_NAMES)}")
+    plan(seeds, configs)  # --configs checked
+    from tdd_lite.outputs import interrupt_cleanup
+
+    claimed = claim_grid_folder(out)  # before anything is written; a folder this call made goes again on an error
+    with interrupt_cleanup(claimed):
+        return _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, threads, steps, eval_frames,
+                             outlier_per_category, command, progress, preset, init_from)
+
+
+def _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, threads, steps, eval_frames,
+                  outlier_per_category, command, progress, preset, init_from) -> dict:
+    from tdd_lite.data.vw300 import load_splits
+
     for opt, root in (("--train-data", train_data), ("--eval-data", eval_data)):
         if not (Path(root) / "splits.json").is_file():
             raise DataError(f"{opt} {root}: no splits.json (expected a 300VW-layout folder, e.g. from tdd-lite synth)")
@@ -415,13 +430,11 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
     preset_cfg = run_config(BASELINE, 0, steps, preset, init_sha)  # an unknown --preset: refused here
     if any(r["label"] != UNTRAINED for r in todo):
         _check_training_set(train_data, preset_cfg)
-    from tdd_lite.outputs import interrupt_cleanup
-
-    claimed = claim_grid_folder(out)  # after every check of the arguments and data, before anything is written
-    with interrupt_cleanup(claimed):
-        return _run_grid(out, claimed, todo, done, manifest, data_info, preset_cfg, train_data, eval_data, seeds,
-                         groups, outlier_videos, jobs, threads, steps, eval_frames, command, progress, preset,
-                         init_from, init_sha)
+    if outlier_videos and any(r["label"] in TABLE2_FILTERS for r in todo):
+        _check_outlier_videos(eval_data, outlier_videos)
+    return _run_grid(out, claimed, todo, done, manifest, data_info, preset_cfg, train_data, eval_data, seeds,
+                     groups, outlier_videos, jobs, threads, steps, eval_frames, command, progress, preset,
+                     init_from, init_sha)
 
 
 def _run_grid(out, claimed, todo, done, manifest, data_info, preset_cfg, train_data, eval_data, seeds, groups,
@@ -505,6 +518,18 @@ def _check_training_set(root: str | Path, cfg) -> None:
         raise DataError(f"--train-data {root}: {len(train_set)} training pairs, fewer than one batch of "
                         f"{cfg.batch_size} (preset {cfg.name!r}); expected a larger training set (more or longer "
                         "training videos, e.g. tdd-lite synth --videos 160 --frames 25)")
+
+
+def _check_outlier_videos(root: str | Path, videos: Sequence[str], half: int = 12) -> None:
+    """Before any worker starts: some outlier video is long enough for a window around OUTLIER_POSITIONS."""
+    from tdd_lite.data.vw300 import load_split
+
+    need = max(OUTLIER_POSITIONS) + half + 1
+    lengths = [len(seq.landmarks) for seq in load_split(root, list(videos))]
+    if not any(n >= min(OUTLIER_POSITIONS) + half + 1 for n in lengths):
+        raise DataError(f"--eval-data {root}: its test videos have {max(lengths, default=0)} frames at most; the "
+                        f"outlier experiment needs windows of {2 * half + 1} annotated frames around frames "
+                        f"{list(OUTLIER_POSITIONS)} (videos of {need} frames; e.g. tdd-lite synth --frames {need})")
 
 
 # ===================================================================================== worker processes
