@@ -70,14 +70,14 @@ def check_master(master: Path) -> None:
         raise DataError(f"{master}: no list of cells with 'cell_type' and 'source'; expected a Jupyter notebook")
     for k, cell in enumerate(cells, 1):
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else str(cell["source"])
-        head = src.lstrip().split("\n", 1)[0].strip().upper()
-        if cell["cell_type"] == "raw" and head in ("# ASSIGNMENT CONFIG", "# BEGIN QUESTION"):
+        head = src.lstrip().split("\n", 1)[0].strip()
+        if cell["cell_type"] == "raw" and head.upper() in ("# ASSIGNMENT CONFIG", "# BEGIN QUESTION"):
             try:
                 conf = yaml.safe_load(src)
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                raise DataError(f"{master}: cell {k} ({head.title().replace('Config', 'CONFIG')}): not valid YAML"
+                raise DataError(f"{master}: cell {k} ({head}): not valid YAML"
                                 f"{where} ({getattr(e, 'problem', None) or type(e).__name__}); expected otter's "
                                 "key: value settings") from None
             if conf is not None and not isinstance(conf, dict):
