@@ -89,7 +89,6 @@ book-instructor: $(STAMP)
 # What an instructor hands out (exNN/student/*.ipynb) and grades with (exNN/autograder/*-autograder_*.zip:
 # `otter run -a ZIP submission.ipynb`, offline, no Docker).
 assignments: $(STAMP)
-	rm -rf _build/assignments
 	$(BIN)/python -m tdd_lite.coursework assignments _build/assignments
 	@echo "assignments: _build/assignments/exNN/{student,autograder}"
 

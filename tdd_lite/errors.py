@@ -37,6 +37,13 @@ class UsageError(TddError):
     exit_code = 2
 
 
+class OutputExistsError(UsageError, FileExistsError):
+    """An output path exists and is not this command's to replace (a file, a link, a folder holding files the
+    command did not write, a folder another command made): exit 2; also a ``FileExistsError``."""
+
+    __str__ = UsageError.__str__
+
+
 class CheckpointError(DataError):
     """A checkpoint is unreadable, corrupted (checksum mismatch) or does not fit the run (exit 1)."""
 

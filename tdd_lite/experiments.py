@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdd_lite.errors import DataError, UsageError, positive_int
+from tdd_lite.errors import DataError, UsageError, bounded_int, positive_int
 
 RESULT_FORMAT = "tdd_lite.ablation/1"
 RESULT_NAME = "result.json"
@@ -65,6 +65,9 @@ EVAL_FRAMES = 100
 CORRUPTIONS = ("occluder", "blur", "flash", "shift")
 OUTLIER_POSITIONS = (40, 100)  # the corrupted frames of each outlier video
 OFFSETS = tuple(range(-3, 4))
+# seeds: numpy's legacy seeding range (torch takes up to 2**64 - 1); the run folder is named after the seed
+MAX_SEED = 2**32 - 1
+GRID_NAME = "grid.json"
 
 
 # ===================================================================================== the grid
@@ -83,8 +86,28 @@ def plan(seeds: Sequence[int], configs: Sequence[str] | None = None, untrained: 
     bad = [c for c in chosen if c not in ROWS]
     if bad:
         raise UsageError(f"--configs {' '.join(bad)}: expected short names from {' '.join(LABELS)}")
+    twice = sorted({ROWS[c] for c in chosen if chosen.count(c) > 1})
+    if twice:  # the same run folder would be trained twice at once
+        raise UsageError(f"--configs: {' '.join(twice)} given twice; expected distinct configurations")
+    check_seeds(seeds)
     runs = [{"label": UNTRAINED, "seed": int(seeds[0])}] if untrained else []
     return runs + [{"label": label, "seed": int(s)} for s in seeds for label in chosen]
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Seeds as given to ``--seeds``: whole numbers 0..MAX_SEED, each once (a seed twice would train the same run
+    folder twice at once); a :class:`UsageError` naming the option otherwise."""
+    seeds = list(seeds)
+    if not seeds:
+        raise UsageError("--seeds: no seed given; expected one or more whole numbers, e.g. --seeds 0 1 2")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int | np.integer) or not 0 <= s <= MAX_SEED:
+            raise UsageError(f"--seeds {s!r}: expected whole numbers from 0 to {MAX_SEED}")
+    twice = sorted({int(s) for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise UsageError(f"--seeds {' '.join(map(str, seeds))}: seed {' '.join(map(str, twice))} given twice; "
+                         "expected distinct seeds (each seed is one run folder)")
+    return [int(s) for s in seeds]
 
 
 def git_revision(cwd: str | Path | None = None) -> str | None:
@@ -112,6 +135,45 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "platform": platform.platform(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
             else None}
+
+
+ABLATION_COMMAND = "ablation"
+# what the command writes at the top of a grid folder (recorded in its output marker; runs/ is its work area,
+# resumed from checkpoints, and not recorded file by file)
+GRID_FILES = (GRID_NAME, "summary.json", "summary.md", "table3.png", "outliers.png", "disentanglement.png")
+
+
+def claim_grid_folder(out: str | Path):
+    """``out`` as this command's output folder (:func:`tdd_lite.outputs.claim_folder`; a grid folder is resumed,
+    so a marked one is reused). A folder from before output markers (like the committed ``results/ablation``)
+    that holds a valid ``grid.json`` written by ``tdd-lite ablation`` is adopted: marked, with its grid.json,
+    summary and figures as the command's files, and said so. Anything else that is not empty is refused."""
+    from tdd_lite import outputs
+
+    out = Path(out)
+    if out.is_dir() and not out.is_symlink() and not (out / outputs.MARKER).exists() and any(out.iterdir()) \
+            and (out / GRID_NAME).is_file():
+        grid = read_grid(out / GRID_NAME)
+        if str(grid.get("command") or "").startswith("tdd-lite ablation"):
+            info = outputs._new_marker(ABLATION_COMMAND)
+            info["files"] = {name: outputs.sha256_file(out / name) for name in GRID_FILES
+                             if (out / name).is_file() and not (out / name).is_symlink()}
+            info["adopted"] = "made by tdd-lite ablation before output markers (its grid.json)"
+            outputs._write_marker(out, info)
+            print(f"ablation: {out} was made by tdd-lite ablation before output markers: adopted (marked); only "
+                  f"its {', '.join(sorted(info['files']))} and runs/ are the command's, nothing else is touched",
+                  file=sys.stderr)
+    claimed = outputs.claim_folder(out, ABLATION_COMMAND, overwrite=True)
+    for name in GRID_FILES:  # a file of the user's where the grid writes: refused now, not after hours of training
+        outputs.check_writable(claimed, name)
+    return claimed
+
+
+def _write_output(out: Path, name: str, data: str | bytes) -> None:
+    """A top-level grid file, atomically, through the output rule (never over a file the command did not write)."""
+    from tdd_lite.outputs import write_file
+
+    write_file(out, name, data)
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -208,17 +270,108 @@ def run_one(spec: dict) -> dict:
                                                 positions=spec.get("outlier_positions", OUTLIER_POSITIONS))
         result["outlier_seconds"] = round(time.time() - t2, 1)
     result["wall_seconds"] = round(time.time() - t0, 1)
+    _exit_if_orphaned()  # a worker whose grid was killed writes nothing
     _atomic_json(folder / RESULT_NAME, result)
     return result
 
 
-def load_result(path: Path) -> dict | None:
-    """A run's ``result.json`` if it is complete and of this format, else None (the run is redone)."""
+def _number(v) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def result_problem(r, folder: str | None = None) -> str | None:
+    """What is wrong with a parsed ``result.json`` (None: a finished run of this format, in its own folder
+    ``folder`` when given): the fields :func:`summarize` and the progress line read, with their types."""
+    if not isinstance(r, dict):
+        return f"a JSON {type(r).__name__}; expected an object"
+    if r.get("format") != RESULT_FORMAT:
+        return f"field 'format': {r.get('format')!r}; expected {RESULT_FORMAT!r}"
+    label, seed = r.get("label"), r.get("seed")
+    if not isinstance(label, str) or (label not in ROWS and label != UNTRAINED):
+        return f"field 'label': {label!r}; expected a configuration of the grid"
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        return f"field 'seed': {seed!r}; expected a whole number from 0 to {MAX_SEED}"
+    if folder is not None and folder != run_slug(label, seed):
+        return (f"it is the result of run {run_slug(label, seed)!r} (label {label!r}, seed {seed}); expected the run "
+                f"of its folder {folder!r}")
+    ev = r.get("evaluation")
+    methods = ev.get("methods") if isinstance(ev, dict) else None
+    if not isinstance(methods, dict) or "tracking" not in methods:
+        return "no 'evaluation.methods.tracking'; expected the evaluation of a finished run"
+    for name, m in methods.items():
+        cats = m.get("categories") if isinstance(m, dict) else None
+        if not isinstance(cats, dict):
+            return f"field 'evaluation.methods.{name}.categories': missing; expected metrics per category"
+        for c, cell in cats.items():
+            if not isinstance(cell, dict) or not all(_number(v) for v in cell.values()):
+                return f"field 'evaluation.methods.{name}.categories.{c}': expected metric names with numbers"
+    if "outliers" in r:
+        inc = r["outliers"].get("increase") if isinstance(r["outliers"], dict) else None
+        if not isinstance(inc, dict) or not all(
+                isinstance(kinds, dict) and all(isinstance(per, dict) and all(_number(per.get(str(o), "x"))
+                                                                              for o in OFFSETS)
+                                                for per in kinds.values()) for kinds in inc.values()):
+            return (f"field 'outliers.increase': expected {{filter: {{corruption: {{offset: number}}}}}} for "
+                    f"offsets {OFFSETS[0]}..{OFFSETS[-1]}")
+    return None
+
+
+def read_result(path: Path) -> tuple[dict | None, str | None]:
+    """``(result, None)`` for a finished run's ``result.json``, ``(None, None)`` when there is none (not run or
+    interrupted: the run is done or resumed), ``(None, problem)`` when the file is unreadable or not a finished
+    run of this format (it is never redone over: the user decides)."""
+    path = Path(path)
+    if not path.exists():
+        return None, None
     try:
-        r = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return r if isinstance(r, dict) and r.get("format") == RESULT_FORMAT and "evaluation" in r else None
+        raw = path.read_bytes()
+    except OSError as e:
+        return None, f"cannot read it ({e.strerror or e})"
+    try:
+        r = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text (a binary file?); expected the JSON result of a run"
+    except ValueError as e:
+        return None, f"not valid JSON ({e}: truncated or damaged?); expected the JSON result of a run"
+    problem = result_problem(r, path.parent.name)
+    return (None, problem) if problem else (r, None)
+
+
+def load_result(path: Path) -> dict | None:
+    """A run's ``result.json`` if it is a finished run of this format (see :func:`read_result`), else None."""
+    return read_result(path)[0]
+
+
+def read_grid(path: Path) -> dict:
+    """``grid.json`` (the record of the sessions; {} when there is none), checked: a
+    :class:`~tdd_lite.errors.DataError` naming it when it is damaged, binary or not the object this command
+    writes (the record of earlier sessions is never silently replaced)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    expected = "expected the JSON object tdd-lite ablation writes (move the file away to start a new record)"
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file; {expected}")
+    raw = path.read_bytes()
+    try:
+        g = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text (a binary file?); {expected}") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON ({e}); {expected}") from None
+    if not isinstance(g, dict):
+        raise DataError(f"{path}: a JSON {type(g).__name__}; {expected}")
+    sessions = g.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(x, dict) and _number(x.get("wall_seconds", 0))
+                                                 and x.get("wall_seconds") is not None for x in sessions):
+        raise DataError(f"{path}: field 'sessions': expected a list of objects with 'wall_seconds' numbers; "
+                        f"{expected}")
+    for key, typ in (("command", str), ("revision", str), ("machine", dict)):
+        if g.get(key) is not None and not isinstance(g[key], typ):
+            raise DataError(f"{path}: field '{key}': a {type(g[key]).__name__}; {expected}")
+    if not _number(g.get("wall_seconds")):
+        raise DataError(f"{path}: field 'wall_seconds': {g['wall_seconds']!r}; {expected}")
+    return g
 
 
 def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, seeds: Sequence[int] = (0, 1, 2),
@@ -230,14 +383,25 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
 
     ``preset``: the training recipe of every run (``ablation``: from scratch, 400 steps; ``finetune`` with
     ``init_from``: every configuration continues the same pre-trained G, and no untrained row is evaluated)."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    from tqdm.auto import tqdm
-
-    from tdd_lite.data.vw300 import load_splits
+    from tdd_lite.train import CONFIG_NAMES
 
     out = Path(out)
+    seeds = check_seeds(seeds)
+    if preset not in CONFIG_NAMES:
+        raise UsageError(f"--preset {preset}: expected one of {', '.join(CONFIG_NAMES)}")
+    plan(seeds, configs)  # --configs checked
+    from tdd_lite.outputs import interrupt_cleanup
+
+    claimed = claim_grid_folder(out)  # before anything is written; a folder this call made goes again on an error
+    with interrupt_cleanup(claimed):
+        return _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, threads, steps, eval_frames,
+                             outlier_per_category, command, progress, preset, init_from)
+
+
+def _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, threads, steps, eval_frames,
+                  outlier_per_category, command, progress, preset, init_from) -> dict:
+    from tdd_lite.data.vw300 import load_splits
+
     for opt, root in (("--train-data", train_data), ("--eval-data", eval_data)):
         if not (Path(root) / "splits.json").is_file():
             raise DataError(f"{opt} {root}: no splits.json (expected a 300VW-layout folder, e.g. from tdd-lite synth)")
@@ -253,20 +417,46 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
 
         init_sha = _init_weights(Path(init_from))[1]  # checked before any worker starts
     for r in plan(seeds, configs, untrained=init_from is None):
-        res = load_result(out / "runs" / run_slug(r["label"], r["seed"]) / RESULT_NAME)
+        path = out / "runs" / run_slug(r["label"], r["seed"]) / RESULT_NAME
+        res, problem = read_result(path)
+        if problem:
+            raise DataError(f"{path}: {problem}; move it away to redo this run (or rebuild the summary without it: "
+                            "--only-summary)")
         (done if res is not None else todo).append(r)
+    manifest_path = out / GRID_NAME
+    manifest = read_grid(manifest_path)  # checked before hours of training, not after
+    data_info = {"train_data": _data_info(train_data, "--train-data"),
+                 "eval_data": _data_info(eval_data, "--eval-data")}
+    preset_cfg = run_config(BASELINE, 0, steps, preset, init_sha)  # an unknown --preset: refused here
+    if any(r["label"] != UNTRAINED for r in todo):
+        _check_training_set(train_data, preset_cfg)
+    if outlier_videos and any(r["label"] in TABLE2_FILTERS for r in todo):
+        _check_outlier_videos(eval_data, outlier_videos)
+    return _run_grid(out, claimed, todo, done, manifest, data_info, preset_cfg, train_data, eval_data, seeds,
+                     groups, outlier_videos, jobs, threads, steps, eval_frames, command, progress, preset,
+                     init_from, init_sha)
+
+
+def _run_grid(out, claimed, todo, done, manifest, data_info, preset_cfg, train_data, eval_data, seeds, groups,
+              outlier_videos, jobs, threads, steps, eval_frames, command, progress, preset, init_from, init_sha):
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
     base = {"out": str(out), "train_data": str(train_data), "eval_data": str(eval_data), "groups": groups,
             "steps": steps, "threads": threads, "eval_frames": eval_frames, "outlier_videos": outlier_videos,
             "preset": preset, "init_from": str(init_from) if init_from is not None else None}
-    manifest_path = out / "grid.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     sessions = manifest.get("sessions", [])
     t0 = time.time()
     revision = git_revision()  # the code that trains and evaluates these runs
     if todo:
         print(f"ablation: {len(todo)} run(s) to do, {len(done)} already finished; {jobs} at a time x {threads} "
               f"thread(s)", flush=True)
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        # every worker dies with this process (kill -9 included) and never writes a result after it
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                      initializer=_worker_init, initargs=(os.getpid(),))
+        try:
             futures = {pool.submit(run_one, {**base, **r}): r for r in todo}
             with tqdm(total=len(todo), desc="ablation", unit="run", disable=not progress) as bar:
                 for fut in cf.as_completed(futures):
@@ -275,33 +465,106 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
                     tqdm.write(f"  {res['label']} seed {res['seed']}: NME " + " / ".join(
                         f"{100 * cats[c]['nme']:.2f}" for c in cats) + f" % ({res['wall_seconds']:.0f} s)")
                     bar.update(1)
+        except BaseException:
+            # an error, Ctrl-C or SIGTERM: no run starts after it and the running ones stop now (their
+            # checkpoints are written atomically: the next call resumes them)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     wall = time.time() - t0
     if todo:
         sessions.append({"runs": len(todo), "revision": revision, "wall_seconds": round(wall, 1), "jobs": jobs,
                          "threads": threads,
                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     manifest = {"command": command or manifest.get("command"), "revision": revision,
-                "machine": machine(), "preset": run_config(BASELINE, 0, steps, preset, init_sha).to_dict(),
+                "machine": machine(), "preset": preset_cfg.to_dict(),
                 "init_from": {"file": Path(init_from).name, "weights": init_sha} if init_from is not None else None,
                 "seeds": list(seeds), "eval_frames": eval_frames, "groups": groups,
-                "outlier_videos": outlier_videos, "train_data": _data_info(train_data),
-                "eval_data": _data_info(eval_data), "sessions": sessions,
+                "outlier_videos": outlier_videos, **data_info, "sessions": sessions,
                 "wall_seconds": round(sum(s["wall_seconds"] for s in sessions), 1)}
-    _atomic_json(manifest_path, manifest)
+    _write_output(out, GRID_NAME, json.dumps(manifest, indent=1, sort_keys=False) + "\n")
     summary = summarize(out)
     write_summary(out, summary)
     write_figures(out, summary)
     return summary
 
 
-def _data_info(root: str | Path) -> dict:
+def _data_info(root: str | Path, opt: str = "data") -> dict:
     """What identifies a Synth300VW set (its generator's seed, size), not the machine's path."""
     meta = Path(root) / "synth.json"
     info: dict = {"name": Path(root).name}
     if meta.is_file():
-        m = json.loads(meta.read_text())
+        try:
+            m = json.loads(meta.read_bytes().decode("utf-8"))
+        except ValueError as e:  # UnicodeDecodeError included
+            raise DataError(f"{opt} {meta}: not valid JSON ({e}); expected the synth.json tdd-lite synth writes") \
+                from None
+        if not isinstance(m, dict):
+            raise DataError(f"{opt} {meta}: a JSON {type(m).__name__}; expected the synth.json tdd-lite synth writes")
         info.update({k: m.get(k) for k in ("seed", "videos", "frames", "format_version")})
     return info
+
+
+def _check_training_set(root: str | Path, cfg) -> None:
+    """Before any worker starts: the training pairs of ``root`` fill at least one batch of ``cfg``."""
+    import dataclasses
+
+    from tdd_lite.train import build_datasets
+
+    train_set, _ = build_datasets(root, dataclasses.replace(cfg, frame_cache=False, eval_every=0))
+    if len(train_set) < cfg.batch_size:
+        raise DataError(f"--train-data {root}: {len(train_set)} training pairs, fewer than one batch of "
+                        f"{cfg.batch_size} (preset {cfg.name!r}); expected a larger training set (more or longer "
+                        "training videos, e.g. tdd-lite synth --videos 160 --frames 25)")
+
+
+def _check_outlier_videos(root: str | Path, videos: Sequence[str], half: int = 12) -> None:
+    """Before any worker starts: some outlier video is long enough for a window around OUTLIER_POSITIONS."""
+    from tdd_lite.data.vw300 import load_split
+
+    need = max(OUTLIER_POSITIONS) + half + 1
+    lengths = [len(seq.landmarks) for seq in load_split(root, list(videos))]
+    if not any(n >= min(OUTLIER_POSITIONS) + half + 1 for n in lengths):
+        raise DataError(f"--eval-data {root}: its test videos have {max(lengths, default=0)} frames at most; the "
+                        f"outlier experiment needs windows of {2 * half + 1} annotated frames around frames "
+                        f"{list(OUTLIER_POSITIONS)} (videos of {need} frames; e.g. tdd-lite synth --frames {need})")
+
+
+# ===================================================================================== worker processes
+_PARENT_PID: int | None = None
+
+
+def _worker_init(parent_pid: int) -> None:
+    """First thing in every worker of :func:`run_grid`: die with the parent. On Linux the kernel sends SIGKILL
+    when the parent dies (``prctl(PR_SET_PDEATHSIG)``); everywhere a watchdog thread checks every second that
+    the parent is still the one that started us, and :func:`run_one` checks again before writing its result."""
+    global _PARENT_PID
+    _PARENT_PID = parent_pid
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    _exit_if_orphaned()  # the parent died before prctl took effect
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            _exit_if_orphaned()
+
+    threading.Thread(target=watch, name="ablation-parent-watch", daemon=True).start()
+
+
+def _exit_if_orphaned() -> None:
+    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
+        os._exit(1)
 
 
 # ===================================================================================== the outlier experiment
@@ -404,10 +667,18 @@ def _t95(n: int) -> float:
     return float(t.ppf(0.975, n - 1)) if n > 1 else math.inf
 
 
-def load_results(out: str | Path) -> list[dict]:
-    """Every finished run under ``OUT/runs`` (sorted by configuration then seed)."""
+def load_results(out: str | Path, skipped: list[str] | None = None) -> list[dict]:
+    """Every finished run under ``OUT/runs`` (sorted by configuration then seed). A ``result.json`` that is not
+    one (damaged, truncated, another format, in another run's folder) is left out; with ``skipped`` (a list)
+    one line per such file, naming it and what is wrong, is appended to it."""
     order = {label: i for i, label in enumerate([UNTRAINED, *ROWS])}
-    rs = [r for p in sorted(Path(out).glob(f"runs/*/{RESULT_NAME}")) if (r := load_result(p)) is not None]
+    rs = []
+    for p in sorted(Path(out).glob(f"runs/*/{RESULT_NAME}")):
+        r, problem = read_result(p)
+        if r is not None:
+            rs.append(r)
+        elif problem and skipped is not None:
+            skipped.append(f"{p}: {problem}")
     return sorted(rs, key=lambda r: (order.get(r["label"], 99), r["seed"]))
 
 
@@ -475,9 +746,11 @@ def summarize(out: str | Path) -> dict:
     """
     from tdd_lite.evaluate import GT_CROPS, method_name
 
-    results = load_results(out)
+    skipped: list[str] = []
+    results = load_results(out, skipped)
     if not results:
-        raise DataError(f"{out}: no finished run (runs/*/{RESULT_NAME})")
+        why = f" ({len(skipped)} unusable: {skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else ""
+        raise DataError(f"{out}: no finished run (runs/*/{RESULT_NAME}){why}")
     by_label: dict[str, dict[int, dict]] = {}
     for r in results:
         by_label.setdefault(r["label"], {})[r["seed"]] = r
@@ -544,10 +817,13 @@ def summarize(out: str | Path) -> dict:
                     per_offset[str(o)] = _stats(vals)
             if per_offset:
                 outliers[key][kind] = per_offset
-    return {"format": "tdd_lite.ablation-summary/1", "runs": len(results),
-            "seeds": sorted({r["seed"] for r in results if r["label"] != UNTRAINED}),
-            "table3": table3, "paired": paired, "effects": effects, "table2": table2, "outliers": outliers,
-            "paper": {"table3": PAPER_TABLE3, "table2": PAPER_TABLE2}}
+    summary = {"format": "tdd_lite.ablation-summary/1", "runs": len(results),
+               "seeds": sorted({r["seed"] for r in results if r["label"] != UNTRAINED}),
+               "table3": table3, "paired": paired, "effects": effects, "table2": table2, "outliers": outliers,
+               "paper": {"table3": PAPER_TABLE3, "table2": PAPER_TABLE2}}
+    if skipped:  # only then (the committed summaries have no such key)
+        summary["skipped"] = skipped
+    return summary
 
 
 # ===================================================================================== rendering
@@ -675,11 +951,10 @@ def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Pat
     """``OUT/summary.json`` and ``OUT/summary.md`` (atomic)."""
     out = Path(out)
     summary = summary if summary is not None else summarize(out)
-    grid = json.loads((out / "grid.json").read_text()) if (out / "grid.json").is_file() else None
-    from tdd_lite.report import _atomic_write
-
-    _atomic_json(out / "summary.json", summary)
-    _atomic_write(out / "summary.md", markdown(summary, grid))
+    grid = read_grid(out / GRID_NAME) or None
+    claim_grid_folder(out)
+    _write_output(out, "summary.json", json.dumps(summary, indent=1, sort_keys=False) + "\n")
+    _write_output(out, "summary.md", markdown(summary, grid))
     return {"json": out / "summary.json", "md": out / "summary.md"}
 
 
@@ -775,10 +1050,9 @@ def write_figures(out: str | Path, summary: dict | None = None) -> list[Path]:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from tdd_lite.report import _atomic_write
-
     out = Path(out)
     summary = summary if summary is not None else summarize(out)
+    claim_grid_folder(out)
     paths = []
     for name, make in (("table3", table3_figure), ("outliers", outlier_figure),
                        ("disentanglement", disentanglement_figure)):
@@ -788,7 +1062,7 @@ def write_figures(out: str | Path, summary: dict | None = None) -> list[Path]:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120)
         plt.close(fig)
-        _atomic_write(out / f"{name}.png", buf.getvalue())
+        _write_output(out, f"{name}.png", buf.getvalue())
         paths.append(out / f"{name}.png")
     return paths
 
@@ -798,15 +1072,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="results folder (runs/<config>-s<seed>/result.json, grid.json, summary.*)")
     p.add_argument("--train-data", help="300VW-layout training set (e.g. tdd-lite synth --videos 160 --frames 25)")
     p.add_argument("--eval-data", help="300VW-layout set whose A/B/C test videos are evaluated")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--seeds", type=bounded_int(0, MAX_SEED), nargs="+", default=[0, 1, 2],
+                   help="training seeds, distinct, 0 to 2**32 - 1 (default 0 1 2)")
     p.add_argument("--configs", nargs="+", metavar="NAME", help=f"subset of {' '.join(LABELS)} (default: all 8)")
-    p.add_argument("--jobs", type=positive_int, default=2, help="runs side by side (default 2)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--jobs", type=bounded_int(1, 256), default=2, help="runs side by side (default 2)")
+    p.add_argument("--threads", type=bounded_int(1, 256), default=1, help="torch threads per run (default 1)")
     p.add_argument("--preset", default=PRESET, help=f"training recipe of every run (default {PRESET}: from scratch; "
                    "finetune: continue --init-from)")
     p.add_argument("--init-from", metavar="FILE", help="G's starting weights for every run (a trainer checkpoint or "
                    "a reference file such as tdd_lite/assets/reference_g.pt); no untrained row then")
-    p.add_argument("--steps", type=positive_int, help="override the preset's training steps")
+    p.add_argument("--steps", type=bounded_int(1, 10**9), help="override the preset's training steps")
     p.add_argument("--eval-frames", type=positive_int, default=EVAL_FRAMES,
                    help=f"frames per test video evaluated (default {EVAL_FRAMES})")
     p.add_argument("--only-summary", action="store_true", help="rebuild summary.* from the finished runs")
@@ -817,18 +1092,27 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: is a file, expected a results folder")
     if args.only_summary:
-        paths = write_summary(out)
-        write_figures(out)
+        summary = summarize(out)
+        paths = write_summary(out, summary)
+        write_figures(out, summary)
+        _warn_skipped(summary)
         print(f"wrote {paths['md']}")
         return 0
     if not args.train_data or not args.eval_data:
         raise UsageError("--train-data and --eval-data are required (or pass --only-summary)")
     command = "tdd-lite ablation " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
-    run_grid(out, args.train_data, args.eval_data, seeds=args.seeds, configs=args.configs, jobs=args.jobs,
-             threads=args.threads, steps=args.steps, eval_frames=args.eval_frames, command=command,
-             preset=args.preset, init_from=args.init_from)
+    summary = run_grid(out, args.train_data, args.eval_data, seeds=args.seeds, configs=args.configs,
+                       jobs=args.jobs, threads=args.threads, steps=args.steps, eval_frames=args.eval_frames,
+                       command=command, preset=args.preset, init_from=args.init_from)
+    _warn_skipped(summary)
     print(f"wrote {out / 'summary.md'}")
     return 0
+
+
+def _warn_skipped(summary: dict) -> None:
+    """One line per ``result.json`` the summary had to leave out (never silently)."""
+    for line in summary.get("skipped", []):
+        print(f"tdd-lite ablation: warning: {line}; left out of the summary", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

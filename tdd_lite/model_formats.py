@@ -29,7 +29,8 @@ value, i.e. alpha = 1 is the RMS size of one unit blendshape weight along that d
 Every problem with a file raises :class:`ModelFormatError`, a :class:`~tdd_lite.errors.DataError`, whose message
 starts with the file name, names the field and says what was expected, e.g. ``model.bin: field
 'shape_model.eigenvalues': 3 negative values; expected standard deviations > 0``. NaN/inf values, stds <= 0,
-non-integer or out-of-range indices and mismatched shapes are refused. Declared sizes are checked before any
+non-integer or out-of-range indices, quoted numbers in JSON, a file without identity modes, modes of (near-)zero
+variance (:data:`MIN_STD_RATIO`) and mismatched shapes are refused. Declared sizes are checked before any
 array is allocated: at most :data:`MAX_ARRAY_ELEMENTS` elements per array, :data:`MAX_MODEL_BYTES` per file (and
 :data:`MAX_FILE_BYTES` read from disk); nested containers (pickles, JSON, TOML) at most :data:`MAX_NESTING`
 levels deep. A bad argument (``n_id`` too large, an unknown ``unit``) raises :class:`~tdd_lite.errors.UsageError`.
@@ -210,10 +211,36 @@ def _basis_svd(path: Path, name: str, deltas: np.ndarray, k: int | None, arg: st
     u, s, _ = np.linalg.svd(np.asarray(deltas, np.float64), full_matrices=False)
     if not s.size or s[0] == 0:
         raise ModelFormatError(f"{path}: field '{name}': all blendshapes are zero; expected shape offsets")
-    keep = s > s[0] * 1e-7
+    keep = s > s[0] * MIN_STD_RATIO  # directions of (near-)zero variance: not independent blendshapes
     u, s = u[:, keep], s[keep]
     k = _count(path, "linearly independent expression blendshapes", k, len(s), arg)
     return u[:, :k], s[:k]
+
+
+# A mode whose standard deviation is below MIN_STD_RATIO x the largest of its basis has (near-)zero variance: at
+# face scale (coordinates ~0.1 m, largest identity std ~1 cm) 1e-6 of the largest std is ~1e-8 m, the float32
+# resolution of the coordinates, so such a mode cannot change the shape it is meant to model; it only blows up
+# alpha in a fit. Real PCA models stay far above it (their smallest std is ~1e-3..1e-2 of the largest).
+MIN_STD_RATIO = 1e-6
+
+
+def _with_variance(path: Path, name: str, std: np.ndarray) -> None:
+    """Refuse modes of (near-)zero variance (see :data:`MIN_STD_RATIO`) naming ``path`` and ``name``."""
+    s = np.asarray(std, np.float64).reshape(-1)
+    if not s.size:
+        return
+    tiny = ~(s >= MIN_STD_RATIO * s.max())
+    if tiny.any():
+        i = int(np.argmax(tiny))
+        raise ModelFormatError(f"{path}: field '{name}': {int(tiny.sum())} mode(s) with (near-)zero variance (first: "
+                               f"mode {i}, standard deviation {s[i]:.3g}, below {MIN_STD_RATIO:g} x the largest, "
+                               f"{s.max():.3g}); expected modes that change the shape")
+
+
+def _has_modes(path: Path, name: str, k: int, what: str = "shape (identity)") -> None:
+    """A file that stores no identity modes is not a morphable model of faces (nothing to fit)."""
+    if k == 0:
+        raise ModelFormatError(f"{path}: field '{name}': 0 {what} modes; expected at least 1")
 
 
 def _build(path: Path, *, mean: np.ndarray, id_basis: np.ndarray, id_std: np.ndarray, exp_basis: np.ndarray,
@@ -235,17 +262,20 @@ def _build(path: Path, *, mean: np.ndarray, id_basis: np.ndarray, id_std: np.nda
                                    "mismatched shapes")
         _floats(path, nm, b)
         _stds(path, snm, s)
+        _with_variance(path, snm, s)
     try:
         id_q, id_s = (id_basis.astype(np.float32), id_std.astype(np.float32)) if orthonormal[0] or \
             not id_basis.shape[1] else orthonormalize(id_basis, id_std)
     except ValueError as e:
         raise ModelFormatError(f"{path}: field '{fields[0]}': {e}") from None
+    _with_variance(path, fields[0], id_s)
     if exp_basis.shape[1]:
         try:
             exp_q, exp_s = (exp_basis.astype(np.float32), exp_std.astype(np.float32)) if orthonormal[1] else \
                 orthonormalize(exp_basis, exp_std)
         except ValueError as e:
             raise ModelFormatError(f"{path}: field '{fields[2]}': {e}") from None
+        _with_variance(path, fields[2], exp_s)
     else:
         exp_q, exp_s = np.zeros((3 * n, 0), np.float32), np.zeros(0, np.float32)
     arrays = ModelArrays(
@@ -261,8 +291,10 @@ def _build(path: Path, *, mean: np.ndarray, id_basis: np.ndarray, id_std: np.nda
         raise _named(path, e) from None
 
 
-def _int_list(p: Path, field: str, vals) -> np.ndarray:
-    """Whole numbers (ints, integral floats or ASCII-digit strings) from JSON/TOML/text as int64."""
+def _int_list(p: Path, field: str, vals, strings: bool = False) -> np.ndarray:
+    """Whole numbers (ints or integral floats; ASCII-digit strings only with ``strings``, i.e. from a plain text
+    file, where every value is a string) from JSON/TOML/text as int64. In JSON a quoted number is a typing
+    mistake (``"12"`` where 12 was meant) and is refused with the entry it is."""
     out = []
     for k, v in enumerate(vals):
         if isinstance(v, bool):
@@ -271,10 +303,13 @@ def _int_list(p: Path, field: str, vals) -> np.ndarray:
             ok = True
         elif isinstance(v, float):
             ok = math.isfinite(v) and v == int(v)
-        elif isinstance(v, str):
+        elif isinstance(v, str) and strings:
             t = v.strip()
             ok = t.isascii() and t.lstrip("-").isdigit()
             v = t
+        elif isinstance(v, str):
+            raise ModelFormatError(f"{p}: field '{field}': entry {k} is the string {v!r}; expected a whole number "
+                                   "(a JSON number, not in quotes)")
         else:
             ok = False
         if not ok:
@@ -300,7 +335,7 @@ def _landmarks_arg(landmark_index, n: int, what: str, *, source: Path | None = N
                                        "of 68 integers")
         else:
             vals = text.split()
-        li = _int_list(p, "landmark_index", vals)
+        li = _int_list(p, "landmark_index", vals, strings=p.suffix.lower() != ".json")
         if li.shape != (N_LANDMARKS,):
             raise ModelFormatError(f"{p}: field 'landmark_index': {li.size} values; {what} needs 68 vertex indices")
         return _indices(p, "landmark_index", li, n, one_based=False)
@@ -609,6 +644,7 @@ def load_bfm2009(model_mat: str | Path, expression: str | Path | None = None, mo
     if ev.size != pcs.shape[1]:
         raise ModelFormatError(f"{mp}: field 'shapeEV': {ev.size} values for {pcs.shape[1]} shapePC columns: "
                                "mismatched shapes")
+    _has_modes(mp, "shapePC", pcs.shape[1])
     k = _count(mp, "identity modes", n_id, pcs.shape[1], "n_id")
     pcs, ev = pcs[:, :k], ev[:k]
     tri = _triangles(mp, "tl", d["tl"], n_full, one_based=True)
@@ -652,12 +688,14 @@ def load_bfm2009(model_mat: str | Path, expression: str | Path | None = None, mo
                 raise ModelFormatError(f"{ep}: Exp_Pca.bin stores no standard deviations: pass exp_std= "
                                        "(e.g. 3DDFA's std_exp.txt)")
             sig = _std_values(exp_std, ep, w_e.shape[1])
+            _with_variance(Path(exp_std) if isinstance(exp_std, str | Path) else ep, "exp_std", sig)
             fields = ("shapePC", "shapeEV", "modes", "exp_std")
         else:
             e = _loadmat(ep, ("mu_exp", "w_exp", "sigma_exp"))
             mu_e = _floats(ep, "mu_exp", e["mu_exp"]).reshape(-1)
             w_e = _floats(ep, "w_exp", e["w_exp"])
             sig = _stds(ep, "sigma_exp", np.asarray(e["sigma_exp"]).reshape(-1))
+            _with_variance(ep, "sigma_exp", sig)
             if w_e.ndim != 2 or sig.size != w_e.shape[1]:
                 raise ModelFormatError(f"{ep}: field 'sigma_exp': {sig.size} values but w_exp has shape "
                                        f"{w_e.shape}: mismatched shapes")
@@ -1090,6 +1128,7 @@ def load_eos(path: str | Path, *, landmark_index=None, landmark_mapping: str | P
     if mean.size == 0:
         raise ModelFormatError(f"{p}: field 'shape_model.mean': empty; expected the 3N coordinates of the mean")
     n = mean.size // 3
+    _has_modes(p, "shape_model.orthonormal_pca_basis", basis.shape[1])
     ki = _count(p, "shape modes", n_id, basis.shape[1], "n_id")
     exp_basis, exp_s, exp_orth = np.zeros((3 * n, 0)), np.zeros(0), True
     if exp_kind == "pca":

@@ -484,11 +484,40 @@ def load_npz(path: str | Path) -> MorphableModel:
                 raise DataError(f"{path}: field 'info_json.{key}': a {type(info[key]).__name__}; expected "
                                 f"{typ.__name__}")
     try:
-        return MorphableModel(ModelArrays(
+        model = MorphableModel(ModelArrays(
             **{k: data[k] for k in _NPZ_KEYS}, landmark_weights=data.get("landmark_weights"),
             units=info.get("units", "m"), name=info.get("name", path.stem), meta=info.get("meta", {})))
     except DataError as e:
         raise DataError(f"{path}: {e}") from e
+    for key in ("id_basis", "exp_basis"):
+        check_orthonormal(path, key, data[key])
+    return model
+
+
+# Largest |Q^T Q - I| entry accepted for a stored basis. float32 storage rounds an orthonormal basis to
+# deviations of a few 1e-7 (at most ~eps32 = 1.2e-7 per unit column, whatever the vertex count); 1e-4 is the
+# threshold orthonormalize() already uses to call a basis orthonormal, 100x above rounding, and a deviation
+# below it changes the length of any shape offset by at most 0.01% (invisible at face scale), while a basis
+# that is scaled, sheared or not normalised (what the convention forbids: alpha would no longer be measured in
+# standard deviations) is off by far more.
+ORTHONORMAL_TOL = 1e-4
+
+
+def check_orthonormal(path: Path | str, key: str, basis: np.ndarray, tol: float = ORTHONORMAL_TOL) -> None:
+    """Refuse a stored basis whose columns are not orthonormal (``FILE: field 'KEY': ...``)."""
+    b = np.asarray(basis, np.float64)
+    if b.ndim != 2 or not b.shape[1]:
+        return
+    gram = b.T @ b
+    dev = np.abs(gram - np.eye(b.shape[1]))
+    worst = float(dev.max())
+    if not worst <= tol:
+        i, j = (int(x) for x in np.unravel_index(int(np.argmax(dev)), dev.shape))
+        what = (f"column {i} has length {math.sqrt(max(gram[i, i], 0.0)):.6g}" if i == j
+                else f"columns {i} and {j} have dot product {gram[i, j]:.6g}")
+        raise DataError(f"{path}: field '{key}': columns not orthonormal ({what}; largest |Q^T Q - I| entry "
+                        f"{worst:.3g} > {tol:g}); expected orthonormal columns with the scale in "
+                        f"{key.replace('basis', 'std')}")
 
 
 TEACHING_MODEL_FILE = "teaching_3dmm.npz"

@@ -130,6 +130,13 @@ def _npz_raw(kind: str):
     return build
 
 
+def _sheared() -> np.ndarray:
+    """id_basis with column 1 replaced by 0.5 column 0 + column 1 (not orthogonal, not unit length)."""
+    b = _arrays().id_basis.copy()
+    b[:, 1] += 0.5 * b[:, 0]
+    return b
+
+
 def _json_bytes(obj) -> np.ndarray:
     return np.frombuffer((obj if isinstance(obj, str) else json.dumps(obj)).encode(), np.uint8)
 
@@ -215,9 +222,10 @@ def _exp_pca(kind: str):
             raw = raw[:-6]
         b.write_bytes(raw)
         std = tmp / "std_exp.txt"
-        std.write_text({"word": "1.0 2.0 three 4.0", "negative": "1.0 -2.0 3.0 4.0", "count": "1.0 2.0 3.0"}.get(
+        std.write_text({"word": "1.0 2.0 three 4.0", "negative": "1.0 -2.0 3.0 4.0", "count": "1.0 2.0 3.0",
+                        "tiny": "4.0 1e-12 2.0 1.0"}.get(
             kind, "4.0 3.0 2.0 1.0"))
-        bad = "std_exp.txt" if kind in ("word", "negative", "count") else "Exp_Pca.bin"
+        bad = "std_exp.txt" if kind in ("word", "negative", "count", "tiny") else "Exp_Pca.bin"
         return (lambda: load_bfm2009(m, b, i, exp_std=std)), bad
     return build
 
@@ -268,6 +276,12 @@ def _flame_poke(key: str, index, value) -> dict:
     a = np.array(_flame_dict()[key], dtype=np.float64)
     a[index] = value
     return {key: a}
+
+
+def _flame_scaled_mode(k: int, factor: float) -> np.ndarray:
+    d = np.array(_flame_dict()["shapedirs"], np.float64)
+    d[:, :, k] *= factor
+    return d
 
 
 def _nested(depth: int):
@@ -428,6 +442,16 @@ def _ict(bad: str, cfg: dict | None = None, after: Callable[[Path], None] | None
     return build
 
 
+def _ict_landmark_file(name: str, text: str):
+    """An ICT folder loaded with landmark_index= a file (``.json`` or ``.txt``) holding ``text``."""
+    def build(tmp: Path):
+        d = _ict_folder(tmp)
+        f = tmp / name
+        f.write_text(text)
+        return (lambda: load_ict_facekit(d, landmark_index=f)), name
+    return build
+
+
 def _symlink_expression(d: Path) -> None:
     outside = d.parent / "outside.obj"
     outside.write_text((d / "jawOpen.obj").read_text())
@@ -494,6 +518,12 @@ CASES = [
     Case("npz-info-not-json", _npz(info_json=_json_bytes("{units: m")), "field 'info_json': not valid JSON"),
     Case("npz-info-deep", _npz(info_json=_json_bytes({"meta": _nested(60)})),
          "field 'info_json': nested deeper than 32 levels"),
+    Case("npz-not-orthonormal", _npz(id_basis=_sheared()), "field 'id_basis': columns not orthonormal (columns 0 "
+         "and 1 have dot product 0.5"),
+    Case("npz-basis-scaled", _npz(exp_basis=_arrays().exp_basis * 10), "field 'exp_basis': columns not orthonormal "
+         "(column "),
+    Case("npz-basis-slightly-off", _npz(id_basis=_arrays().id_basis * 1.001), "field 'id_basis': columns not "
+         "orthonormal"),
     Case("npz-info-meta-type", _npz(info_json=_json_bytes({"meta": [1, 2]})),
          "field 'info_json.meta': a list; expected dict"),
     # BFM 2009 .mat + 3DDFA model_info.mat / Model_Expression.mat
@@ -501,6 +531,15 @@ CASES = [
          "field 'shapeEV': 1 negative values (first at index [1]); expected standard deviations > 0"),
     Case("bfm-zero-ev", _bfm("01_MorphableModel.mat", mm={"shapeEV": np.array([[9000.0], [0], [3000], [1]])}),
          "field 'shapeEV': 1 zero values"),
+    Case("bfm-tiny-ev", _bfm("01_MorphableModel.mat", mm={"shapeEV": np.array([[9000.0], [1e-20], [3000], [1]])}),
+         "field 'shapeEV': 1 mode(s) with (near-)zero variance (first: mode 1"),
+    Case("bfm-denormal-ev", _bfm("01_MorphableModel.mat", mm={"shapeEV": np.array([[9000.0], [5e-324], [3000], [1]])}),
+         "field 'shapeEV': 1 mode(s) with (near-)zero variance"),
+    Case("bfm-no-shape-modes", _bfm("01_MorphableModel.mat", mm={"shapePC": np.zeros((3 * NF, 0)),
+                                                                 "shapeEV": np.zeros((0, 1))}),
+         "field 'shapePC': 0 shape (identity) modes; expected at least 1"),
+    Case("exp-tiny-sigma", _bfm("Model_Expression.mat", exp={"sigma_exp": np.array([[4000.0], [1e-9], [1000]])}),
+         "field 'sigma_exp': 1 mode(s) with (near-)zero variance"),
     Case("bfm-nan-mean", _bfm("01_MorphableModel.mat", mm=_mm_poke("shapeMU", (5, 0), np.nan)),
          "field 'shapeMU': 1 NaN or infinite values"),
     Case("bfm-inf-basis", _bfm("01_MorphableModel.mat", mm=_mm_poke("shapePC", (8, 1), -np.inf), compress=True),
@@ -548,6 +587,7 @@ CASES = [
     Case("exppca-nan", _exp_pca("nan"), "field 'modes': 1 NaN or infinite values"),
     Case("exppca-std-word", _exp_pca("word"), "field 'exp_std': entry 2 is 'three'; expected a number"),
     Case("exppca-std-negative", _exp_pca("negative"), "field 'exp_std': 1 negative values"),
+    Case("exppca-std-tiny", _exp_pca("tiny"), "field 'exp_std': 1 mode(s) with (near-)zero variance"),
     Case("exppca-std-count", _exp_pca("count"), "field 'exp_std': 3 standard deviations for the 4 expression modes"),
     # FLAME generic_model.pkl (restricted unpickler) + landmark embedding
     Case("flame-os-system", _flame(raw=PICKLE_OS_SYSTEM), "refused pickle: forbidden global"),
@@ -568,6 +608,8 @@ CASES = [
          "field 'shapedirs': 1 NaN or infinite"),
     Case("flame-zero-mode", _flame(model=_flame_poke("shapedirs", (slice(None), slice(None), 1), 0.0)),
          "field 'shapedirs': basis has 1 all-zero column(s)"),
+    Case("flame-tiny-mode", _flame(model={"shapedirs": _flame_scaled_mode(1, 1e-9)}),
+         "field 'shapedirs': 1 mode(s) with (near-)zero variance (first: mode 1"),
     Case("flame-fraction-faces", _flame(model=_flame_poke("f", (3, 1), 4.5)),
          "field 'f': 1 non-integer values (first at index [3, 1]: 4.5)"),
     Case("flame-bary-sum", _flame("emb.npz", emb={"lmk_bary_coords": np.full((68, 3), 0.5)}),
@@ -582,6 +624,10 @@ CASES = [
     # eos .bin + TOML landmark mappings
     Case("eos-negative-ev", _eos(ev=np.array([400.0, -1, 50, 20])),
          "field 'shape_model.eigenvalues': 1 negative values (first at index [1]); expected variances > 0"),
+    Case("eos-no-shape-modes", _eos(basis=np.zeros((3 * NE, 0)), ev=np.zeros(0)),
+         "field 'shape_model.orthonormal_pca_basis': 0 shape (identity) modes; expected at least 1"),
+    Case("eos-tiny-ev", _eos(ev=np.array([400.0, 1e-30, 50, 20])),
+         "field 'shape_model.eigenvalues': 1 mode(s) with (near-)zero variance"),
     Case("eos-nan-ev", _eos(ev=np.array([400.0, np.nan, 50, 20])), "field 'shape_model.eigenvalues': 1 NaN"),
     Case("eos-nan-mean", _eos(mean=np.full(3 * NE, np.nan)), "field 'shape_model.mean': 90 NaN"),
     Case("eos-zero-exp-ev", _eos(exp=("pca", np.zeros(3 * NE), _orth(3 * NE, 2, 16), np.array([1.0, 0.0]))),
@@ -634,6 +680,11 @@ CASES = [
          "field 'f': bad face line"),
     Case("ict-landmark-fraction", _ict("vertex_indices.json", cfg={"landmarks_ibug68": [3.5] + list(range(67))}),
          "field 'landmarks_ibug68': entry 0 is 3.5; expected a whole number"),
+    Case("ict-landmark-strings", _ict("vertex_indices.json", cfg={"landmarks_ibug68": [str(i % NI)
+                                                                                         for i in range(68)]}),
+         "field 'landmarks_ibug68': entry 0 is the string '0'; expected a whole number"),
+    Case("ict-landmark-file-json-strings", _ict_landmark_file("lmk.json", json.dumps([str(i % NI) for i in range(68)])),
+         "field 'landmark_index': entry 0 is the string '0'"),
     Case("ict-landmark-range", _ict("vertex_indices.json", cfg={"landmarks_ibug68": [NI + 9] * 68}),
          f"field 'landmarks_ibug68': 0-based index {NI + 9} outside [0, {NI - 1}]"),
     Case("ict-vertex-count", _ict("smile.obj", after=_write("smile.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\n")),
@@ -915,3 +966,26 @@ def test_corrupted_files_raise_only_data_error(tmp_path):
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         path.write_bytes(good)
     assert outcomes.get("DataError", 0) > 150  # most corruptions are detected, not silently loaded
+
+
+def test_landmark_text_file_of_numbers_still_loads(tmp_path):
+    """A whitespace-separated .txt landmark file is all strings by nature: its whole numbers load (only quoted
+    numbers in JSON are refused)."""
+    d = _ict_folder(tmp_path)
+    f = tmp_path / "lmk.txt"
+    f.write_text(" ".join(str(i % NI) for i in range(68)) + "\n")
+    m = load_ict_facekit(d, landmark_index=f)
+    np.testing.assert_array_equal(m.landmark_index, np.arange(68) % NI)
+
+
+def test_float32_rounding_of_an_orthonormal_basis_is_accepted(tmp_path):
+    """The orthonormality tolerance sits far above float32 rounding: a float64 orthonormal basis of a large
+    model stored as float32 loads."""
+    a = _arrays()
+    n = 3000
+    q = _orth(3 * n, K_ID + K_EXP, 21).astype(np.float32)
+    big = ModelArrays(mean_shape=np.zeros((n, 3), np.float32), id_basis=q[:, :K_ID], id_std=a.id_std,
+                      exp_basis=q[:, K_ID:], exp_std=a.exp_std, triangles=_chain(n), landmark_index=np.arange(68),
+                      name="big")
+    save_npz(big, tmp_path / "big.npz")
+    assert load_npz(tmp_path / "big.npz").n_vertices == n

@@ -12,13 +12,19 @@ Sources: ``exercises/exNN_*.ipynb`` (otter-grader *master* notebooks: statement,
   solution passes, every stub fails and each plausible wrong answer fails).
 
 Command line: ``python -m tdd_lite.coursework assignments OUT`` and ``python -m tdd_lite.coursework book-pages
-EDITION``.
+EDITION`` (``--exercises DIR``: another folder of masters). Nothing the instructor owns is replaced: ``OUT`` carries a
+marker (``.tdd_lite-output.json``) listing the files the builder wrote; a rebuild replaces only those (a graded
+``OUT/ex01/grades.csv`` stays), refuses to write over any other file, and an unmarked folder is used only when it
+is empty or an earlier build with nothing added. ``book-pages`` builds into a temporary folder and swaps it in
+only when every page is built, so a failed build keeps the previous pages. Errors are one line
+(``python -m tdd_lite.coursework: error: ...``) naming the path or notebook; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,25 +42,76 @@ EDITIONS = ("student", "instructor")
 
 def masters(folder: Path = EXERCISES) -> list[Path]:
     """The master notebooks ``exNN_*.ipynb``, in order."""
-    found = sorted(Path(folder).glob("ex[0-9][0-9]_*.ipynb"))
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}; expected the folder "
+                        "of exercise master notebooks (exNN_*.ipynb)")
+    found = sorted(folder.glob("ex[0-9][0-9]_*.ipynb"))
     if not found:
         raise DataError(f"{folder}: no exercise master notebooks (exNN_*.ipynb)")
     return found
 
 
+def check_master(master: Path) -> None:
+    """What otter would fail on with a traceback, said in one line naming ``master``: not UTF-8 JSON, not a
+    notebook, or a config cell (``# ASSIGNMENT CONFIG``, ``# BEGIN QUESTION``) that is not valid YAML."""
+    import yaml
+
+    master = Path(master)
+    try:
+        nb = json.loads(master.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{master}: not UTF-8 text; expected a Jupyter notebook (JSON)") from None
+    except ValueError as e:
+        raise DataError(f"{master}: not valid JSON ({e}); expected a Jupyter notebook") from None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and "cell_type" in c and "source" in c
+                                              for c in cells):
+        raise DataError(f"{master}: no list of cells with 'cell_type' and 'source'; expected a Jupyter notebook")
+    for k, cell in enumerate(cells, 1):
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else str(cell["source"])
+        head = src.lstrip().split("\n", 1)[0].strip()
+        if cell["cell_type"] == "raw" and head.upper() in ("# ASSIGNMENT CONFIG", "# BEGIN QUESTION"):
+            try:
+                conf = yaml.safe_load(src)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise DataError(f"{master}: cell {k} ({head}): not valid YAML"
+                                f"{where} ({getattr(e, 'problem', None) or type(e).__name__}); expected otter's "
+                                "key: value settings") from None
+            if conf is not None and not isinstance(conf, dict):
+                raise DataError(f"{master}: cell {k} ({head}): a YAML {type(conf).__name__}; expected otter's "
+                                "key: value settings")
+
+
+def otter_failure(text: str) -> str:
+    """The exception otter ended with, as one line (``Name: message``), from its stderr; else its last line."""
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        m = re.match(r"^([A-Za-z_][\w.]*): (.*)$", lines[i])
+        if m and m.group(1).split(".")[-1].endswith(("Error", "Exception", "Exit")):
+            rest = [m.group(2).strip()] + [ln.strip() for ln in lines[i + 1:]
+                                           if ln.strip() and set(ln.strip()) != {"^"}]
+            return f"{m.group(1).split('.')[-1]}: {' '.join(x for x in rest if x)}"
+    tail = [ln.strip() for ln in lines if ln.strip()]
+    return tail[-1] if tail else "no message"
+
+
 def assign(master: Path, out: Path) -> tuple[Path, Path]:
-    """``otter assign MASTER OUT``: returns (student notebook, autograder folder). Replaces ``out`` whole."""
+    """``otter assign MASTER OUT``: returns (student notebook, autograder folder). ``out`` must not exist (a
+    temporary folder: :func:`build_assignments` installs from it)."""
     master, out = Path(master).resolve(), Path(out).resolve()
     if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        raise DataError(f"{out}: exists; otter assign writes into a new folder")
+    check_master(master)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.run([sys.executable, "-m", "otter", "assign", "--no-pdfs", str(master), str(out)],
                           capture_output=True, text=True, env=env, cwd=master.parent)
     student = out / "student" / master.name
     if proc.returncode != 0 or not student.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise DataError(f"{master.name}: otter assign failed: {' | '.join(tail)}")
+        why = otter_failure(proc.stderr or proc.stdout) if proc.returncode != 0 else "it wrote no student notebook"
+        raise DataError(f"{master}: otter assign failed: {why}")
     return student, out / "autograder"
 
 
@@ -115,14 +172,40 @@ def execute(cells: list[str], cwd: Path | None = None) -> dict:
     return env
 
 
+ASSIGNMENTS_COMMAND = "coursework assignments"
+
+
 def build_assignments(out: Path, folder: Path = EXERCISES) -> list[Path]:
-    """Every exercise set into ``out/exNN/{student,autograder}``; returns the set folders."""
+    """Every exercise set into ``out/exNN/{student,autograder}``; returns the set folders.
+
+    Every set is built (``otter assign``) into a temporary folder first, so a broken master changes nothing in
+    ``out``. ``out`` is claimed with the output rule (:mod:`tdd_lite.outputs`): a new or empty folder, or one an
+    earlier build marked. A rebuild deletes only the files the marker lists (e.g. last build's timestamped
+    autograder zip) and writes the new ones; any other file (an instructor's ``ex01/grades.csv``) stays, and a
+    file the build would have to write over that it did not write itself stops it before anything changes.
+    """
+    from tdd_lite.outputs import check_writable, claim_folder, interrupt_cleanup, replace_own, write_file
+
     out = Path(out)
-    made = []
-    for master in masters(folder):
-        dest = out / master.stem.split("_", 1)[0]
-        assign(master, dest)
-        made.append(dest)
+    found = masters(folder)
+    claim_folder(out, ASSIGNMENTS_COMMAND, overwrite=True, dry_run=True)  # refuse before minutes of otter
+    with tempfile.TemporaryDirectory(prefix="tdd-lite-assignments-") as tmp:
+        files: dict[str, Path] = {}
+        made = []
+        for master in found:
+            name = master.stem.split("_", 1)[0]
+            assign(master, Path(tmp) / name)
+            for f in sorted((Path(tmp) / name).rglob("*")):
+                if f.is_file():
+                    files[f.relative_to(tmp).as_posix()] = f
+            made.append(out / name)
+        claimed = claim_folder(out, ASSIGNMENTS_COMMAND, overwrite=True)
+        with interrupt_cleanup(claimed):
+            for rel in files:  # every destination checked before the first file is replaced
+                check_writable(claimed, rel)
+            replace_own(claimed, keep=files)
+            for rel, src in files.items():
+                write_file(claimed, rel, src.read_bytes())
     return made
 
 
@@ -133,54 +216,72 @@ def write_book_pages(edition: str, dest: Path = BOOK_PAGES, folder: Path = EXERC
     instructor: the solution notebooks, executed by the book so every ``grader.check`` shows its result.
     ``grading_notes.md`` (included by the page *For instructors*): ``exercises/grading_notes.md`` in the
     instructor edition, a one-line pointer in the student edition.
+
+    The pages are built into a temporary folder beside ``dest`` and swapped in only when all are built: a
+    failed build (a broken master) leaves the previous pages as they were. ``dest`` is replaced only when it
+    carries the ``.gitignore`` this function writes.
     """
     if edition not in EDITIONS:
         raise UsageError(f"edition {edition!r}: expected one of {EDITIONS}")
     dest = Path(dest)
-    if dest.exists():
-        marker = dest / ".gitignore"
-        if not marker.exists():
-            raise DataError(f"{dest} exists and was not made by tdd_lite.coursework (no .gitignore marker): "
-                            "not replacing it")
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    (dest / ".gitignore").write_text("# generated by tdd_lite.coursework.write_book_pages\n*\n")
-    notes = Path(folder) / "grading_notes.md"
-    (dest / "grading_notes.md").write_text(
-        notes.read_text(encoding="utf-8") if edition == "instructor" and notes.exists()
-        else "*The grading notes are in the instructor edition (`make book-instructor`).*\n", encoding="utf-8")
-    pages = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for master in masters(folder):
-            student, autograder = assign(master, Path(tmp) / master.stem)
-            src = student if edition == "student" else autograder / master.name
-            nb = load(src)
-            nb["metadata"]["mystnb"] = {"execution_mode": "off" if edition == "student" else "force"}
-            page = dest / master.name
-            page.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            pages.append(page)
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise DataError(f"{dest}: not a folder (a file or a link); expected the book's exercise pages folder")
+    if dest.exists() and not (dest / ".gitignore").is_file():
+        raise DataError(f"{dest} exists and was not made by tdd_lite.coursework (no .gitignore marker): "
+                        "not replacing it")
+    found = masters(folder)
+    if not dest.parent.is_dir():
+        raise DataError(f"{dest.parent}: no such folder; expected the book folder that holds {dest.name}/")
+    new = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+    try:
+        (new / ".gitignore").write_text("# generated by tdd_lite.coursework.write_book_pages\n*\n")
+        notes = Path(folder) / "grading_notes.md"
+        (new / "grading_notes.md").write_text(
+            notes.read_text(encoding="utf-8") if edition == "instructor" and notes.exists()
+            else "*The grading notes are in the instructor edition (`make book-instructor`).*\n", encoding="utf-8")
+        pages = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for master in found:
+                student, autograder = assign(master, Path(tmp) / master.stem)
+                src = student if edition == "student" else autograder / master.name
+                nb = load(src)
+                nb["metadata"]["mystnb"] = {"execution_mode": "off" if edition == "student" else "force"}
+                (new / master.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                pages.append(dest / master.name)
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        if dest.exists():
+            dest.rename(old)
+        new.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # gone already after a successful swap
     return pages
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from tdd_lite.cli import ArgumentParser, guarded, pop_debug
 
-    parser = argparse.ArgumentParser(prog="python -m tdd_lite.coursework", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    prog = "python -m tdd_lite.coursework"
+    argv, debug = pop_debug(sys.argv[1:] if argv is None else list(argv))
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=ArgumentParser)
     a = sub.add_parser("assignments", help="student notebooks and autograder zips into OUT/exNN/")
     a.add_argument("out", type=Path)
     b = sub.add_parser("book-pages", help="the exercise pages of the book for one edition")
     b.add_argument("edition", choices=EDITIONS)
+    for p in (a, b):
+        p.add_argument("--exercises", type=Path, default=EXERCISES, metavar="DIR",
+                       help="folder of the master notebooks exNN_*.ipynb (default: the repository's exercises/)")
     args = parser.parse_args(argv)
-    try:
+
+    def go() -> int:
         if args.cmd == "assignments":
-            for d in build_assignments(args.out):
+            for d in build_assignments(args.out, args.exercises):
                 zips = sorted((d / "autograder").glob("*.zip"))
                 print(f"{d.name}: student/{d.name}*.ipynb, autograder/{zips[-1].name if zips else '(no zip)'}")
         else:
-            pages = write_book_pages(args.edition)
+            pages = write_book_pages(args.edition, folder=args.exercises)
             print(f"book/exercises: {len(pages)} {args.edition} pages")
-    except (DataError, UsageError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return guarded(prog, go, debug)

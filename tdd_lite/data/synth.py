@@ -69,7 +69,15 @@ from tdd_lite.data.vw300 import (
     remove_stale_partials,
     write_video,
 )
-from tdd_lite.errors import MAX_FRAME_PIXELS, MAX_FRAME_SIDE, UsageError, bounded_int, frame_size, nonnegative_int
+from tdd_lite.errors import (
+    MAX_FRAME_PIXELS,
+    MAX_FRAME_SIDE,
+    OutputExistsError,
+    UsageError,
+    bounded_int,
+    frame_size,
+    nonnegative_int,
+)
 from tdd_lite.morphable import MorphableModel
 
 SYNTH_FILE = "synth.json"
@@ -460,12 +468,6 @@ def default_settings(fast: bool | None = None) -> dict:
     from tdd_lite.config import fast_mode
 
     return dict(DEFAULTS["fast" if (fast_mode() if fast is None else fast) else "full"])
-
-
-class OutputExistsError(UsageError, FileExistsError):
-    """The output folder exists and may not be replaced (a UsageError, also a FileExistsError)."""
-
-    __str__ = UsageError.__str__
 
 
 _VIDEO_DIR = re.compile(r"^\d{3}$")
