@@ -51,6 +51,24 @@ STABILISED: dict[str, Any] = {"marker": "^", "color": STABILISED_COLOUR, "ls": "
 STYLES = {"truth": TRUTH, "prediction": PREDICTION, "stabilised": STABILISED}
 
 
+# lines of the evaluated methods (CED curves, per-frame errors over time): colour AND dash pattern differ
+METHOD_LINES: dict[str, tuple[str, Any]] = {
+    "tracking": (PREDICTION_COLOUR, "-"),
+    "tracking + centred": (STABILISED_COLOUR, "--"),
+    "tracking + one-euro": (EXTRA_COLOURS[0], "-."),
+    "tracking + one-euro-mediapipe": (EXTRA_COLOURS[1], (0, (6, 2, 1, 2, 1, 2))),
+    "tracking + kalman": (EXTRA_COLOURS[2], ":"),
+    "GT crops": (TRUTH_COLOUR, (0, (1, 1))),
+}
+_MORE_LINES = ((OKABE_ITO["black"], "-"), (OKABE_ITO["yellow"], "--"), ("#999999", "-."))
+
+
+def method_line(name: str, i: int = 0) -> dict[str, Any]:
+    """``color`` and ``ls`` for the curve of method ``name`` (the ``i``-th of its figure, for unknown names)."""
+    colour, ls = METHOD_LINES.get(name, _MORE_LINES[i % len(_MORE_LINES)])
+    return {"color": colour, "ls": ls}
+
+
 def _plot(ax, points, base: dict, size: float | None, **kwargs):
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     kw = dict(base)

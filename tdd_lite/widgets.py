@@ -101,6 +101,7 @@ class FaceExplorer:
         for name in ("yaw", "pitch", "roll"):
             self.sliders[name] = w.FloatSlider(0.0, min=-pose_range, max=pose_range, step=1.0,
                                                description=f"{name} (deg)", style=slider_style)
+        _readable(self.sliders)
         self.image = fixed_image(self.size, self.size)
         self.widget = w.VBox([w.HBox([w.VBox(list(self.sliders.values())), self.image],
                                      layout=w.Layout(align_items="flex-start")), live_note()])
@@ -137,6 +138,20 @@ class FaceExplorer:
         self.last_image, self.last_landmarks = img, lmk
         self.image.value = png_bytes(img)
         self.renders += 1
+
+
+SLIDER_WIDTH = "300px"
+
+
+def _readable(sliders: dict) -> None:
+    """Slider labels and readouts never cut off: each label at its natural width (``description_width:
+    initial``) inside a fixed width for label, track and readout together, which also keeps the sliders beside
+    the explorer's picture within a book page's column."""
+    import ipywidgets as w
+
+    for s in sliders.values():
+        s.style.description_width = "initial"
+        s.layout = w.Layout(width=SLIDER_WIDTH, min_width=SLIDER_WIDTH)
 
 
 def _figure_png(fig) -> tuple[bytes, np.ndarray]:
@@ -193,6 +208,7 @@ class DisplacementExplorer:
                                                      description=f"pred. expr. {k}", style=slider_style)
         self.sliders["which"] = w.ToggleButtons(options=["ID", "ED"], value="ID", description="discriminator",
                                                 style=slider_style)
+        _readable(self.sliders)
         self.readout = w.HTML()
         self.image = fixed_image(self.size, self.size)
         self.widget = w.VBox([w.HBox([w.VBox([*self.sliders.values(), self.readout]), self.image],
@@ -279,6 +295,7 @@ class DiscriminatorExplorer:
                                         style=slider_style),
             "motion": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="motion -> none", style=slider_style),
         }
+        _readable(self.sliders)
         self.readout = w.HTML()
         self.image = fixed_image(self.size, int(self.size * 0.55))
         self.widget = w.VBox([w.HBox([w.VBox([*self.sliders.values(), self.readout]), self.image],
