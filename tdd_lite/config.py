@@ -145,11 +145,12 @@ def apply_default_threads() -> int:
 
 
 def describe_run() -> str:
-    """One line saying which mode and device this process runs in (every notebook prints it first).
+    """One line saying which mode and device this process runs in (every notebook prints it first; under 100
+    characters on a CPU, so that it fits the book's column).
 
     It also applies :func:`apply_default_threads`, so a notebook on a busy machine does not make torch's threads
     spin-wait (measured in a book build while a training ran: notebook 03 took 187 s instead of 17)."""
-    mode = "FAST (TDD_FAST=1: CPU-sized, minutes)" if fast_mode() else "FULL (paper-sized run)"
+    mode = "FAST (TDD_FAST=1: CPU minutes)" if fast_mode() else "FULL (paper-sized run)"
     dev = pick_device()
     extra = f" [{torch.cuda.get_device_name(dev)}]" if dev.type == "cuda" else ""
     threads = apply_default_threads()

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,25 @@ def paper_table(results: dict, key: str = "nme") -> str:
     return "\n".join(lines)
 
 
-def category_table(results: dict, category: str) -> str:
-    """Markdown: every metric of every method on one category."""
-    lines = ["| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+# the metrics in three groups of columns narrow enough for a book page (category_table(..., columns=GROUP))
+ACCURACY_COLUMNS = ("nme", "nme_io", "auc", "failure", "lost_tracks", "lost_frames")
+STABILITY_COLUMNS = ("dnme", "accel", "jitter_ratio", "static_spread", "lag")
+SHAPE_COLUMNS = ("identity_spread", "expression_error", "landmark3d_error", "frames", "videos")
+
+
+def category_table(results: dict, category: str, columns: Sequence[str] | None = None) -> str:
+    """Markdown: every metric (or only the metric keys ``columns``, in :data:`COLUMNS` order) of every method on
+    one category."""
+    if columns is not None:
+        unknown = set(columns) - {k for k, _, _ in COLUMNS}
+        if unknown:
+            raise ValueError(f"unknown metric columns {sorted(unknown)}; known: {[k for k, _, _ in COLUMNS]}")
+    cols = [c for c in COLUMNS if columns is None or c[0] in columns]
+    lines = ["| method | " + " | ".join(h for _, h, _ in cols) + " |", "|---|" + "---|" * len(cols)]
     for name, m in results["methods"].items():
         row = m["categories"].get(category)
         if row is not None:
-            lines.append(f"| {name} | " + " | ".join(fmt(row.get(k), kd) for k, _, kd in COLUMNS) + " |")
+            lines.append(f"| {name} | " + " | ".join(fmt(row.get(k), kd) for k, _, kd in cols) + " |")
     return "\n".join(lines)
 
 
@@ -113,28 +126,36 @@ def csv_text(results: dict) -> str:
 
 
 def ced_figure(results: dict, threshold: float = 0.08):
-    """Cumulative error distribution of per-frame NME (bbox), one panel per category, one curve per method."""
+    """Cumulative error distribution of per-frame NME (bbox), one panel per category, one curve per method (the
+    course's line styles, :func:`tdd_lite.style.method_line`), and one legend for all panels below them, where it
+    covers no curve (each method's AUC per category is in :func:`category_table`)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from . import style
+
     cats = _categories(results)
-    fig, axes = plt.subplots(1, len(cats), figsize=(4.2 * len(cats), 3.6), squeeze=False, sharey=True)
+    methods = list(results["methods"])
+    fig, axes = plt.subplots(1, len(cats), figsize=(max(4.2 * len(cats), 8.0), 4.4), squeeze=False, sharey=True)
     x = np.linspace(0, threshold, 200)
+    handles: dict[str, Any] = {}
     for ax, c in zip(axes[0], cats):
-        for name, m in results["methods"].items():
-            e = np.asarray(m.get("frame_nme", {}).get(c, []), float)
+        for i, name in enumerate(methods):
+            e = np.asarray(results["methods"][name].get("frame_nme", {}).get(c, []), float)
             if e.size:
-                auc = m["categories"][c].get("auc")
-                ax.plot(100 * x, (e[None, :] <= x[:, None]).mean(1),
-                        label=f"{name} (AUC {auc:.3f})" if auc is not None else name)
+                (line,) = ax.plot(100 * x, (e[None, :] <= x[:, None]).mean(1), lw=1.6, label=name,
+                                  **style.method_line(name, i))
+                handles.setdefault(name, line)
         ax.set_title(f"category {c}")
         ax.set_ylim(0, 1)
         ax.set_xlim(0, 100 * threshold)
         ax.set_xlabel("NME (bbox) %")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
     axes[0][0].set_ylabel("fraction of frames")
-    fig.tight_layout()
+    rows = math.ceil(len(handles) / 3) if handles else 0
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 * rows, 1, 1))
     return fig
 
 

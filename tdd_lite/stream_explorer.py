@@ -10,18 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import cv2
 import numpy as np
 
+from tdd_lite import style
 from tdd_lite.data.crops import box_from_landmarks, crop_image, to_crop
 from tdd_lite.metrics import frame_nme
 from tdd_lite.widgets import fixed_image, live_note, png_bytes
 
-# RGB colours of the streams, in drawing order (the truth last, on top)
-COLOURS = {"tracking": (255, 60, 60), "tracking + centred": (60, 140, 255), "tracking + one-euro": (255, 170, 0),
-           "tracking + one-euro-mediapipe": (255, 120, 220), "tracking + kalman": (190, 90, 255),
-           "GT crops": (0, 230, 230), "truth": (40, 220, 40)}
-_FALLBACK = [(250, 250, 250), (120, 120, 120), (0, 120, 0)]
+# (colour, marker) of the streams, in the course's style (tdd_lite.style): the raw tracking is the prediction
+# (vermillion crosses), the centred average the stabilised estimate (bluish-green triangles), the truth blue filled
+# circles, drawn last, on top; the other streams each have an Okabe-Ito colour and a marker of their own
+STREAM_STYLES = {"tracking": (style.PREDICTION_COLOUR, "x"), "tracking + centred": (style.STABILISED_COLOUR, "^"),
+                 "tracking + one-euro": (style.EXTRA_COLOURS[0], "s"),
+                 "tracking + one-euro-mediapipe": (style.EXTRA_COLOURS[1], "D"),
+                 "tracking + kalman": (style.EXTRA_COLOURS[2], "v"), "GT crops": (style.EXTRA_COLOURS[3], "P"),
+                 "truth": (style.TRUTH_COLOUR, "o")}
+COLOURS = {name: style.rgb(c) for name, (c, _) in STREAM_STYLES.items()}
+# the readout's symbol for each marker (HTML entities)
+_SYMBOLS = {"o": "&#9679;", "x": "&#10005;", "^": "&#9650;", "s": "&#9632;", "D": "&#9670;", "v": "&#9660;",
+            "P": "&#10010;"}
+_FALLBACK = [("#FFFFFF", "s"), ("#000000", "D"), (style.OKABE_ITO["orange"], "v")]
 
 
 class StreamExplorer:
@@ -57,7 +65,10 @@ class StreamExplorer:
         self.update()
 
     def colour(self, name: str, i: int) -> tuple[int, int, int]:
-        return COLOURS.get(name, _FALLBACK[i % len(_FALLBACK)])
+        return style.rgb(STREAM_STYLES.get(name, _FALLBACK[i % len(_FALLBACK)])[0])
+
+    def marker(self, name: str, i: int) -> str:
+        return STREAM_STYLES.get(name, _FALLBACK[i % len(_FALLBACK)])[1]
 
     def update(self, change=None) -> None:
         k = int(self.slider.value)
@@ -66,20 +77,20 @@ class StreamExplorer:
         rows = []
         for i, (name, s) in enumerate(layers):
             p = to_crop(s[k], self.box) * self.size
-            col = self.colour(name, i)
+            col, marker = self.colour(name, i), self.marker(name, i)
             for x, y in p:
-                if np.isfinite(x) and np.isfinite(y):
-                    cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 2 * 16, col, -1, cv2.LINE_AA, shift=4)
+                style.draw_marker(img, x, y, marker, col, size=5)
             if name != "truth":
                 e = float(frame_nme(s[k:k + 1], self.gt[k:k + 1])[0])
                 move = float(np.linalg.norm(s[k] - s[k - 1], axis=1).mean()) if k > 0 else float("nan")
                 self.last_errors[name] = e
                 hexcol = "#" + "".join(f"{v:02x}" for v in col)
-                rows.append(f"<tr><td style='color:{hexcol}'>&#9679; {name}</td><td>{100 * e:.2f}%</td>"
+                rows.append(f"<tr><td style='color:{hexcol}'>{_SYMBOLS.get(marker, '&#9679;')} {name}</td>"
+                            f"<td>{100 * e:.2f}%</td>"
                             f"<td>{move:.2f} px</td></tr>")
         true_move = float(np.linalg.norm(self.gt[k] - self.gt[k - 1], axis=1).mean()) if k > 0 else float("nan")
         self.readout.value = ("<table><tr><th>stream</th><th>NME</th><th>moved</th></tr>" + "".join(rows)
-                              + f"<tr><td style='color:#28dc28'>&#9679; truth</td><td></td>"
+                              + f"<tr><td style='color:{style.TRUTH_COLOUR}'>&#9679; truth</td><td></td>"
                                 f"<td>{true_move:.2f} px</td></tr></table>")
         self.last_image = img
         self.image.value = png_bytes(img)

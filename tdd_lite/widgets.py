@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from . import style
 from .camera import camera_from_pose, euler_to_rotation, look_at_crop, project
 from .morphable import MorphableModel, load_teaching_model
 from .render import draw_landmarks, image_vertices, render
@@ -89,17 +90,18 @@ class FaceExplorer:
         n_id, n_exp = min(n_id, self.model.n_id), min(n_exp, self.model.n_exp)
         units = self.model.meta.get("expression_mode_dominant_unit", [])
         self.sliders: dict[str, w.FloatSlider] = {}
-        style = {"description_width": "110px"}
+        slider_style = {"description_width": "110px"}
         for k in range(n_id):
             self.sliders[f"id_{k}"] = w.FloatSlider(0.0, min=-alpha_range, max=alpha_range, step=0.1,
-                                                    description=f"identity {k}", style=style)
+                                                    description=f"identity {k}", style=slider_style)
         for k in range(n_exp):
             label = f"expr. {k}" + (f" ({units[k]})" if k < len(units) else "")
             self.sliders[f"exp_{k}"] = w.FloatSlider(0.0, min=-alpha_range, max=alpha_range, step=0.1,
-                                                     description=label, style=style)
+                                                     description=label, style=slider_style)
         for name in ("yaw", "pitch", "roll"):
             self.sliders[name] = w.FloatSlider(0.0, min=-pose_range, max=pose_range, step=1.0,
-                                               description=f"{name} (deg)", style=style)
+                                               description=f"{name} (deg)", style=slider_style)
+        _readable(self.sliders)
         self.image = fixed_image(self.size, self.size)
         self.widget = w.VBox([w.HBox([w.VBox(list(self.sliders.values())), self.image],
                                      layout=w.Layout(align_items="flex-start")), live_note()])
@@ -136,6 +138,20 @@ class FaceExplorer:
         self.last_image, self.last_landmarks = img, lmk
         self.image.value = png_bytes(img)
         self.renders += 1
+
+
+SLIDER_WIDTH = "300px"
+
+
+def _readable(sliders: dict) -> None:
+    """Slider labels and readouts never cut off: each label at its natural width (``description_width:
+    initial``) inside a fixed width for label, track and readout together, which also keeps the sliders beside
+    the explorer's picture within a book page's column."""
+    import ipywidgets as w
+
+    for s in sliders.values():
+        s.style.description_width = "initial"
+        s.layout = w.Layout(width=SLIDER_WIDTH, min_width=SLIDER_WIDTH)
 
 
 def _figure_png(fig) -> tuple[bytes, np.ndarray]:
@@ -182,16 +198,17 @@ class DisplacementExplorer:
         self.true_id, self.true_exp, self.camera = (t.detach().reshape(1, -1) for t in truth)
         with torch.no_grad():
             self.U = project(model.landmarks3d(self.true_id, self.true_exp), self.camera)[0]
-        style = {"description_width": "110px"}
+        slider_style = {"description_width": "110px"}
         self.sliders: dict = {}
         for k in range(min(n_id, model.n_id)):
             self.sliders[f"id_{k}"] = w.FloatSlider(0.0, min=-alpha_range, max=alpha_range, step=0.1,
-                                                    description=f"pred. identity {k}", style=style)
+                                                    description=f"pred. identity {k}", style=slider_style)
         for k in range(min(n_exp, model.n_exp)):
             self.sliders[f"exp_{k}"] = w.FloatSlider(0.0, min=-alpha_range, max=alpha_range, step=0.1,
-                                                     description=f"pred. expr. {k}", style=style)
+                                                     description=f"pred. expr. {k}", style=slider_style)
         self.sliders["which"] = w.ToggleButtons(options=["ID", "ED"], value="ID", description="discriminator",
-                                                style=style)
+                                                style=slider_style)
+        _readable(self.sliders)
         self.readout = w.HTML()
         self.image = fixed_image(self.size, self.size)
         self.widget = w.VBox([w.HBox([w.VBox([*self.sliders.values(), self.readout]), self.image],
@@ -231,15 +248,15 @@ class DisplacementExplorer:
         fig = plt.figure(figsize=(self.size / dpi, self.size / dpi), dpi=dpi)
         ax = fig.add_axes([0.02, 0.1, 0.96, 0.84])
         b = base.numpy()
-        ax.quiver(b[:, 0], b[:, 1], *real.numpy().T, angles="xy", scale_units="xy", scale=1, color="tab:green",
+        ax.quiver(b[:, 0], b[:, 1], *real.numpy().T, angles="xy", scale_units="xy", scale=1, color=style.REAL,
                   width=0.004, label=f"real  U - {'v_exp' if which == 'ID' else 'v_id'}")
-        ax.quiver(b[:, 0], b[:, 1], *fake.numpy().T, angles="xy", scale_units="xy", scale=1, color="tab:red",
+        ax.quiver(b[:, 0], b[:, 1], *fake.numpy().T, angles="xy", scale_units="xy", scale=1, color=style.FAKE,
                   width=0.004, label=f"fake  v - {'v_exp' if which == 'ID' else 'v_id'}")
-        ax.plot(*self.U.numpy().T, ".", color="tab:green", ms=3)
-        ax.plot(*v.numpy().T, ".", color="tab:red", ms=3)
+        style.truth(ax, self.U.numpy(), size=3, label=None)
+        style.prediction(ax, v.numpy(), size=3, label=None)
         ax.plot(*b.T, "k.", ms=3, label="v_exp (no identity)" if which == "ID" else "v_id (no expression)")
         _square_limits(ax, self.U.numpy(), v.numpy(), b, (b + real.numpy()), (b + fake.numpy()))
-        ax.set_title(f"D_{which}: real (green) and fake (red) displacements", fontsize=9)
+        ax.set_title(f"D_{which}: real (blue, from U) and fake (vermillion, from v)", fontsize=9)
         fig.legend(loc="lower center", ncol=3, fontsize=7, frameon=False)
         self.image.value, self.last_image = _figure_png(fig)
         gap = (real - fake).norm(dim=-1).mean().item()
@@ -270,13 +287,15 @@ class DiscriminatorExplorer:
         with torch.no_grad():
             self.U = project(model.landmarks3d(*self.truth[:2]), self.truth[2])
             self.U_prev = project(model.landmarks3d(*self.prev_truth[:2]), self.prev_truth[2])
-        style = {"description_width": "150px"}
+        slider_style = {"description_width": "150px"}
         self.sliders = {
-            "identity": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="identity -> mean", style=style),
+            "identity": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="identity -> mean",
+                                      style=slider_style),
             "expression": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="expression -> neutral",
-                                        style=style),
-            "motion": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="motion -> none", style=style),
+                                        style=slider_style),
+            "motion": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="motion -> none", style=slider_style),
         }
+        _readable(self.sliders)
         self.readout = w.HTML()
         self.image = fixed_image(self.size, int(self.size * 0.55))
         self.widget = w.VBox([w.HBox([w.VBox([*self.sliders.values(), self.readout]), self.image],
@@ -320,14 +339,15 @@ class DiscriminatorExplorer:
         dpi = 100
         fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(self.size / dpi, self.size * 0.55 / dpi), dpi=dpi,
                                          gridspec_kw={"width_ratios": [1, 1.2]})
-        ax_l.plot(*self.U[0].numpy().T, "g.", ms=3, label="U (truth)")
-        ax_l.plot(*pred_lmk.numpy().T, "r.", ms=3, label="v (prediction)")
+        style.truth(ax_l, self.U[0].numpy(), size=3)
+        style.prediction(ax_l, pred_lmk.numpy(), size=3)
         _square_limits(ax_l, self.U[0].numpy(), pred_lmk.numpy(), margin=0.05)
         ax_l.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
         names = list(self.last_probs)
         pos = np.arange(len(names))
-        ax_b.bar(pos - 0.18, [self.last_probs[n][1] for n in names], 0.36, color="tab:green", label="D(real)")
-        ax_b.bar(pos + 0.18, [self.last_probs[n][0] for n in names], 0.36, color="tab:red", label="D(fake)")
+        ax_b.bar(pos - 0.18, [self.last_probs[n][1] for n in names], 0.36, color=style.REAL, label="D(real)")
+        ax_b.bar(pos + 0.18, [self.last_probs[n][0] for n in names], 0.36, color=style.FAKE, hatch="//",
+                 label="D(fake)")
         ax_b.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax_b.set_xticks(pos, [f"D_{n}" for n in names], fontsize=8)
         ax_b.set_ylim(0, 1)

@@ -26,9 +26,10 @@ def test_slider_redraws_and_reports_each_streams_error():
     assert ex.last_errors["tracking"] == pytest.approx(float(frame_nme(raw[7:8], gt[7:8])[0]))
     assert ex.last_errors["tracking + kalman"] == pytest.approx(float(frame_nme(gt[7:8] + 1.0, gt[7:8])[0]))
     assert "tracking + kalman" in ex.readout.value and "%" in ex.readout.value
-    # the truth is drawn in green where it is: the pixel under its first landmark is green-dominant
+    # the truth is drawn in the course's truth colour (Okabe-Ito blue) where it is: the pixel under its first
+    # landmark is blue-dominant
     x, y = ((gt[7, 0] - ex.box[:2]) / (ex.box[2:] - ex.box[:2]) * 160).astype(int)
     r, g, b = ex.last_image[y, x].astype(int)
-    assert g > 150 and g > r and g > b
+    assert b > 150 and b > r and b > g
     with pytest.raises(ValueError, match="shape"):
         StreamExplorer(frames, {"bad": raw[:5]}, gt)

@@ -189,3 +189,18 @@ def test_discriminator_explorer_legend_hides_no_bar(model):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_slider_labels_and_readouts_are_never_cut_off(model):
+    # labels at their natural width, inside a fixed width that also keeps sliders + picture within the page column
+    from tdd_lite.discriminators import DisplacementDiscriminator
+    from tdd_lite.widgets import SLIDER_WIDTH, DiscriminatorExplorer, DisplacementExplorer
+
+    ds = {k: DisplacementDiscriminator() for k in ("id", "exp", "temporal")}
+    explorers = [FaceExplorer(model, n_id=2, n_exp=2, size=96),
+                 DisplacementExplorer(model, _truth(model), n_id=1, n_exp=1, size=96),
+                 DiscriminatorExplorer(model, ds, _truth(model), _truth(model, yaw=10.0), size=96)]
+    for ex in explorers:
+        for s in ex.sliders.values():
+            assert s.style.description_width == "initial" and s.layout.width == SLIDER_WIDTH
+    assert int(SLIDER_WIDTH.removesuffix("px")) + 440 <= 750   # the widest explorer picture (440 px) beside it

@@ -7,6 +7,9 @@
   require.js gave it, i.e. relative to the page (``notebooks/@jupyter-widgets/html-manager/dist/``: a 404, and its
   ``__jupyter_widgets_assets_path__`` global is overridden by that module path). After the build, the font files
   are copied there next to every page that holds widget state; the favicon is also copied to ``/favicon.ico``.
+* Launch links (Colab, Binder) only where a repository is set: ``html_theme_options.repository_url`` in
+  ``_config.yml``. sphinx-book-theme builds the links from that URL (and fails on an empty one), so without it the
+  ``launch_buttons`` entry is dropped and the pages show only the download button.
 * The edition (``TDD_EDITION``: ``student`` or ``instructor``) is shown in the page footer and registered as a Sphinx
   tag, so ``{only} instructor`` blocks appear only in the instructor edition.
 """
@@ -71,8 +74,23 @@ def _add_tag(app, config) -> None:
     app.tags.add(edition())
 
 
+def launch_options(theme_options: dict) -> dict:
+    """``theme_options`` without ``launch_buttons`` (nor an empty ``repository_url``) when no repository URL is
+    set; unchanged otherwise."""
+    opts = dict(theme_options)
+    if not str(opts.get("repository_url") or "").strip():
+        opts.pop("launch_buttons", None)
+        opts.pop("repository_url", None)
+    return opts
+
+
+def _launch_buttons(app, config) -> None:
+    config.html_theme_options = launch_options(config.html_theme_options or {})
+
+
 def setup(app):
     app.connect("config-inited", _add_tag)
+    app.connect("config-inited", _launch_buttons)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("build-finished", _widget_fonts)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
