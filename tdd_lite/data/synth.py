@@ -44,8 +44,6 @@ import hashlib
 import json
 import os
 import re
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -79,6 +77,7 @@ from tdd_lite.errors import (
     nonnegative_int,
 )
 from tdd_lite.morphable import MorphableModel
+from tdd_lite.outputs import sigterm_raises
 
 SYNTH_FILE = "synth.json"
 MARKER_FILE = "synth300vw.json"  # {"format": "Synth300VW", "format_version": N, "made_by": "tdd_lite synth"}
@@ -521,24 +520,6 @@ def synth_set_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-@contextmanager
-def _sigterm_cleans_up():
-    """While generating: SIGTERM raises SystemExit(143) so ``finally`` removes the partial folder at once.
-    Installed only in the main thread and only over the default handler (never replaces a caller's)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, frames: int | None = None,
              size: tuple[int, int] | None = None, categories: Sequence[str] | None = None,
              model: MorphableModel | None = None, overwrite: bool = False, progress: bool = True,
@@ -573,7 +554,7 @@ def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, f
                                     f"--overwrite only replaces sets synth made (nothing was deleted)")
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out)
-    with _sigterm_cleans_up():
+    with sigterm_raises():
         return _generate(out, videos, seed, frames, size, categories, model, progress, fps, on_video)
 
 
