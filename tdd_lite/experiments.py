@@ -144,11 +144,11 @@ GRID_FILES = (GRID_NAME, "summary.json", "summary.md", "table3.png", "outliers.p
 
 
 def claim_grid_folder(out: str | Path):
-    """``out`` as this command's output folder (:func:`tdd_lite.outputs.claim_folder`; a grid folder is resumed,
+    """``out`` as this command's output folder (:func:`tdd_lite.files.claim_folder`; a grid folder is resumed,
     so a marked one is reused). A folder from before output markers (like the committed ``results/ablation``)
     that holds a valid ``grid.json`` written by ``tdd-lite ablation`` is adopted: marked, with its grid.json,
     summary and figures as the command's files, and said so. Anything else that is not empty is refused."""
-    from tdd_lite import outputs
+    from tdd_lite import files as outputs
 
     out = Path(out)
     if out.is_dir() and not out.is_symlink() and not (out / outputs.MARKER).exists() and any(out.iterdir()) \
@@ -171,7 +171,7 @@ def claim_grid_folder(out: str | Path):
 
 def _write_output(out: Path, name: str, data: str | bytes) -> None:
     """A top-level grid file, atomically, through the output rule (never over a file the command did not write)."""
-    from tdd_lite.outputs import write_file
+    from tdd_lite.files import write_file
 
     write_file(out, name, data)
 
@@ -220,8 +220,9 @@ def run_one(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     from tdd_lite.evaluate import evaluate_videos
+    from tdd_lite.files import remove_stale_temp_files
     from tdd_lite.morphable import load_teaching_model
-    from tdd_lite.train import CHECKPOINT_NAME, Trainer, build_datasets, remove_stale_temp_files
+    from tdd_lite.train import CHECKPOINT_NAME, Trainer, build_datasets
 
     label, seed = spec["label"], int(spec["seed"])
     folder = Path(spec["out"]) / "runs" / run_slug(label, seed)
@@ -241,7 +242,7 @@ def run_one(spec: dict) -> dict:
         net = AlignmentNet.for_model(model)  # the trainer's initial weights for this seed
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(folder)
+        remove_stale_temp_files(folder, CHECKPOINT_NAME)
         train_set, val_set = build_datasets(spec["train_data"], cfg)
         trainer = Trainer(cfg, model, train_set, val_set, out_dir=folder, device="cpu", quiet=True)
         if (folder / CHECKPOINT_NAME).exists():
@@ -390,7 +391,7 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
     if preset not in CONFIG_NAMES:
         raise UsageError(f"--preset {preset}: expected one of {', '.join(CONFIG_NAMES)}")
     plan(seeds, configs)  # --configs checked
-    from tdd_lite.outputs import interrupt_cleanup
+    from tdd_lite.files import interrupt_cleanup
 
     claimed = claim_grid_folder(out)  # before anything is written; a folder this call made goes again on an error
     with interrupt_cleanup(claimed):

@@ -168,7 +168,7 @@ def _to_float16(state: dict, source: str) -> dict:
 
 def _save_reference(payload: dict, out: Path, card: dict | None = None, source: dict | None = None) -> dict:
     """Write ``payload`` to ``out`` and its sidecar (each atomically; ``out`` bounded by MAX_EXPORT_BYTES)."""
-    from tdd_lite.train import remove_stale_temp_files
+    from tdd_lite.files import remove_stale_temp_files
 
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out.parent, out.name)

@@ -418,10 +418,10 @@ def add_arguments(p) -> None:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
-    """A fresh partial folder beside ``out`` (:func:`tdd_lite.data.vw300.make_partial_dir`, the same mechanism
+    """A fresh partial folder beside ``out`` (:func:`tdd_lite.files.make_partial_dir`, the same mechanism
     as synth: marked, removed by the next run once its process is gone); refuses to replace anything that is not
     an earlier track output."""
-    from tdd_lite.data.vw300 import make_partial_dir, remove_stale_partials
+    from tdd_lite.files import make_partial_dir, remove_stale_partials
 
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
@@ -458,8 +458,8 @@ def run(args) -> int:
 
     from tdd_lite.config import pick_device
     from tdd_lite.data.pts import write_pts
-    from tdd_lite.data.vw300 import PARTIAL_MARKER, remove_partial
     from tdd_lite.errors import DataError
+    from tdd_lite.files import PARTIAL_MARKER, remove_partial
     from tdd_lite.filters import make_filter
     from tdd_lite.morphable import load_teaching_model
     from tdd_lite.reference import resolve_net

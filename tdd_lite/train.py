@@ -113,6 +113,7 @@ from tdd_lite import losses
 from tdd_lite.config import default_threads, describe_run, device_name, fast_mode, pick_device
 from tdd_lite.discriminators import DISCRIMINATOR_NAMES, DisplacementDiscriminator
 from tdd_lite.errors import CheckpointError, DataError, TddError, UsageError, bounded_int
+from tdd_lite.files import remove_stale_temp_files
 from tdd_lite.morphable import MorphableModel
 from tdd_lite.network import AlignmentNet, predict_landmarks
 
@@ -509,7 +510,7 @@ class Trainer:
         if seqs is not None:
             self.data_info["train_videos"] = [str(getattr(q, "name", q)) for q in seqs]
         if self.rank == 0:
-            remove_stale_temp_files(self.out)
+            remove_stale_temp_files(self.out, CHECKPOINT_NAME)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -1024,24 +1025,6 @@ def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
     now = cfg.to_dict()
     return [f"{k} (checkpoint {saved.get(k)!r}, this run {now[k]!r})" for k in now
             if k not in RESUME_FREE_FIELDS and saved.get(k) != now[k]]
-
-
-def remove_stale_temp_files(folder: str | Path, name: str = CHECKPOINT_NAME) -> list[Path]:
-    """Delete ``NAME.tmp<pid>`` files in ``folder`` whose process no longer runs (an interrupted save)."""
-    from tdd_lite.data.vw300 import pid_alive
-
-    folder = Path(folder)
-    pattern = re.compile(r"^" + re.escape(name) + r"\.tmp(\d+)$")
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for p in folder.iterdir():
-        m = pattern.match(p.name)
-        if m and p.is_file() and not p.is_symlink() and not pid_alive(int(m.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed.append(p)
-    return removed
 
 
 def truncate_metrics(path: str | Path, step: int) -> int:

@@ -103,7 +103,7 @@ def _files(rel_content: dict) -> Callable[[Path], None]:
 def _marked_grid(rel_content: dict) -> Callable[[Path], None]:
     """A grid folder made by the command (its marker) plus the given files."""
     def setup(out: Path) -> None:
-        from tdd_lite.outputs import claim_folder
+        from tdd_lite.files import claim_folder
 
         claim_folder(out, "ablation")
         _files(rel_content)(out)
@@ -139,7 +139,7 @@ CASES = [
          setup=_files({"summary.md": "# my own notes\n"})),
     Case("user-folder-with-runs", RUN, 2, "did not write", setup=_files({"runs/notes.txt": "mine\n"})),
     Case("other-command-folder", RUN, 2, "was made by tdd-lite synth, not tdd-lite ablation",
-         setup=lambda out: __import__("tdd_lite.outputs").outputs.claim_folder(out, "synth")),
+         setup=lambda out: __import__("tdd_lite.files").files.claim_folder(out, "synth")),
     Case("marked-grid-user-file-at-output-name", RUN, 2, "summary.md: exists and was not written by tdd-lite",
          setup=_marked_grid({"summary.md": "# mine\n"})),
     # data folders
@@ -192,7 +192,7 @@ CASES = [
     Case("result-outliers-broken", RUN, 1, "field 'outliers.increase'",
          setup=_marked_grid({NONE_S0: _result_with(outliers={"increase": {"none": {"blur": {"0": 1.0}}}})})),
     Case("result-is-a-folder", RUN, 1, "result.json: cannot read it", setup=lambda out: (
-        __import__("tdd_lite.outputs").outputs.claim_folder(out, "ablation"),
+        __import__("tdd_lite.files").files.claim_folder(out, "ablation"),
         (out / "runs" / "none-s0" / "result.json").mkdir(parents=True))),
     # --only-summary
     Case("only-summary-empty", ("--only-summary",), 1, "no finished run", setup=_files({"runs/keep.txt": "x"})),

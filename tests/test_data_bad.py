@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tdd_lite import files
 from tdd_lite.data import synth, vw300
 from tdd_lite.data.pts import PtsError, format_pts, read_pts, write_pts
 from tdd_lite.errors import DataError
@@ -88,7 +89,7 @@ def _three_videos(root):
 
 def _partial_root(root):
     """What an interrupted synth leaves: a *.partial-* folder carrying synth's marker."""
-    (root / vw300.PARTIAL_MARKER).write_text(json.dumps({"maker": "tdd_lite synth", "pid": 1, "host": "x"}))
+    (root / files.PARTIAL_MARKER).write_text(json.dumps({"maker": "tdd_lite synth", "pid": 1, "host": "x"}))
     return "new root", root.rename(root.with_name("set.partial-1-abcd"))
 
 
@@ -486,7 +487,7 @@ def test_sigkill_leaves_a_marked_partial_that_the_next_run_removes(tmp_path):
     p.wait(30)
     partials = [d for d in tmp_path.glob("set.partial-*") if d != mine]
     assert len(partials) == 1 and not out.exists()
-    info = json.loads((partials[0] / vw300.PARTIAL_MARKER).read_text())
+    info = json.loads((partials[0] / files.PARTIAL_MARKER).read_text())
     assert info["pid"] == p.pid and info["maker"] == "tdd_lite synth"
     # nothing a later command accepts as data is left behind
     r = _check_data(partials[0], [])
@@ -494,12 +495,12 @@ def test_sigkill_leaves_a_marked_partial_that_the_next_run_removes(tmp_path):
     with pytest.raises(DataError, match="unfinished"):
         vw300.select_videos(partials[0], all_videos=True)
     # a partial of a live process (this one) is not touched either
-    live = vw300.make_partial_dir(out, "tdd_lite synth")
+    live = files.make_partial_dir(out, "tdd_lite synth")
     synth.generate(out, videos=1, frames=2, size=(64, 64), model=_small_model(), progress=False)
     assert not partials[0].exists()
     assert (mine / "data.txt").read_text() == "not synth's" and live.is_dir()
     assert vw300.validate(out).ok
-    vw300.remove_partial(live)
+    files.remove_partial(live)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set", mine.name]
 
 
@@ -514,10 +515,10 @@ def test_sigterm_cleans_up_at_once(tmp_path):
 def test_ensure_synth_removes_stale_partials(tmp_path, monkeypatch):
     monkeypatch.setenv("TDD_FAST", "1")
     out = tmp_path / "d"
-    stale = vw300.make_partial_dir(out, "tdd_lite synth")
+    stale = files.make_partial_dir(out, "tdd_lite synth")
     (stale / "001").mkdir()
-    info = json.loads((stale / vw300.PARTIAL_MARKER).read_text())
-    (stale / vw300.PARTIAL_MARKER).write_text(json.dumps({**info, "pid": _dead_pid()}))
+    info = json.loads((stale / files.PARTIAL_MARKER).read_text())
+    (stale / files.PARTIAL_MARKER).write_text(json.dumps({**info, "pid": _dead_pid()}))
     synth.ensure_synth(out, seed=0, videos=1, frames=2, size=(64, 64), model=_small_model(), progress=False)
     assert not stale.exists() and vw300.validate(out).ok
 
@@ -525,9 +526,9 @@ def test_ensure_synth_removes_stale_partials(tmp_path, monkeypatch):
 def test_frame_cache_removes_stale_temp_only(template, tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
-    stale = vw300.make_partial_dir(cache / "001", "tdd_lite frame cache")
-    info = json.loads((stale / vw300.PARTIAL_MARKER).read_text())
-    (stale / vw300.PARTIAL_MARKER).write_text(json.dumps({**info, "pid": _dead_pid()}))
+    stale = files.make_partial_dir(cache / "001", "tdd_lite frame cache")
+    info = json.loads((stale / files.PARTIAL_MARKER).read_text())
+    (stale / files.PARTIAL_MARKER).write_text(json.dumps({**info, "pid": _dead_pid()}))
     (stale / "000001.jpg").write_bytes(b"half")
     foreign = cache / "001.partial-77-user"
     foreign.mkdir()
@@ -535,7 +536,7 @@ def test_frame_cache_removes_stale_temp_only(template, tmp_path):
     path = seq.build_cache()
     assert not stale.exists() and foreign.is_dir()
     assert sorted(p.name for p in cache.iterdir()) == ["001", foreign.name]
-    assert (path / "complete").read_text().strip() == str(T) and not (path / vw300.PARTIAL_MARKER).exists()
+    assert (path / "complete").read_text().strip() == str(T) and not (path / files.PARTIAL_MARKER).exists()
     assert abs(float(seq.frame(5)[..., 0].mean()) - (20 + 15 * 5)) < 4
 
 

@@ -1,4 +1,4 @@
-"""The output rule (tdd_lite.outputs): a command writes only into an output it made and replaces only what it wrote."""
+"""The output rule (tdd_lite.files): a command writes only into an output it made and replaces only what it wrote."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tdd_lite.errors import OutputExistsError, UsageError
-from tdd_lite.outputs import (
+from tdd_lite.files import (
     MARKER,
     claim_folder,
     interrupt_cleanup,
@@ -190,7 +190,7 @@ def test_sigterm_removes_the_folder_the_run_created(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from tdd_lite.outputs import claim_folder, interrupt_cleanup, write_file
+        from tdd_lite.files import claim_folder, interrupt_cleanup, write_file
         out = claim_folder({str(target)!r}, "track")
         with interrupt_cleanup(out):
             write_file(out, "a.txt", "x")

@@ -179,12 +179,12 @@ def build_assignments(out: Path, folder: Path = EXERCISES) -> list[Path]:
     """Every exercise set into ``out/exNN/{student,autograder}``; returns the set folders.
 
     Every set is built (``otter assign``) into a temporary folder first, so a broken master changes nothing in
-    ``out``. ``out`` is claimed with the output rule (:mod:`tdd_lite.outputs`): a new or empty folder, or one an
+    ``out``. ``out`` is claimed with the output rule (:mod:`tdd_lite.files`): a new or empty folder, or one an
     earlier build marked. A rebuild deletes only the files the marker lists (e.g. last build's timestamped
     autograder zip) and writes the new ones; any other file (an instructor's ``ex01/grades.csv``) stays, and a
     file the build would have to write over that it did not write itself stops it before anything changes.
     """
-    from tdd_lite.outputs import check_writable, claim_folder, interrupt_cleanup, replace_own, write_file
+    from tdd_lite.files import check_writable, claim_folder, interrupt_cleanup, replace_own, write_file
 
     out = Path(out)
     found = masters(folder)

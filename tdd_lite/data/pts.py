@@ -31,13 +31,13 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tdd_lite.errors import DataError
+from tdd_lite.files import current_umask, read_regular_file
 
 N_POINTS = 68
 MAX_PTS_BYTES = 1 << 20  # a 68-point file is ~1.5 KB; anything near 1 MiB is not a landmark file
@@ -48,55 +48,6 @@ _COUNT = re.compile(r"\+?[0-9]+", re.ASCII)
 
 class PtsError(DataError):
     """A malformed ``.pts`` file; the message names the file and (1-based) line (a DataError, so a ValueError)."""
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it when ``/proc`` tells it (else set-and-restore)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def read_regular_file(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else :class:`DataError`.
-
-    Opened with ``O_NONBLOCK`` and checked with ``fstat`` before reading, so a FIFO, socket or device is
-    refused at once instead of blocking (and there is no window between the check and the open).
-    """
-    path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if
-                    stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
-            raise DataError(f"{path}: is {kind}, expected a regular {what}; refused")
-        if st.st_size > limit:
-            raise DataError(f"{path}: {st.st_size} bytes, more than the {limit} a {what} may have; refused")
-        chunks, total = [], 0
-        while True:
-            b = os.read(fd, 1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-            total += len(b)
-            if total > limit:
-                raise DataError(f"{path}: more than the {limit} bytes a {what} may have; refused")
-        return b"".join(chunks)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
-    finally:
-        os.close(fd)
 
 
 def parse_pts(text: str, source: str = "<string>", n_points: int | None = N_POINTS) -> np.ndarray:

@@ -57,16 +57,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from tdd_lite.camera import camera_from_pose, euler_to_rotation, project
 from tdd_lite.data.pts import write_pts
-from tdd_lite.data.vw300 import (
-    ANNOT_DIR,
-    PARTIAL_MARKER,
-    SPLITS_FILE,
-    VIDEO_FILE,
-    make_partial_dir,
-    remove_partial,
-    remove_stale_partials,
-    write_video,
-)
+from tdd_lite.data.vw300 import ANNOT_DIR, SPLITS_FILE, VIDEO_FILE, write_video
 from tdd_lite.errors import (
     MAX_FRAME_PIXELS,
     MAX_FRAME_SIDE,
@@ -76,8 +67,8 @@ from tdd_lite.errors import (
     frame_size,
     nonnegative_int,
 )
+from tdd_lite.files import PARTIAL_MARKER, make_partial_dir, remove_partial, remove_stale_partials, sigterm_raises
 from tdd_lite.morphable import MorphableModel
-from tdd_lite.outputs import sigterm_raises
 
 SYNTH_FILE = "synth.json"
 MARKER_FILE = "synth300vw.json"  # {"format": "Synth300VW", "format_version": N, "made_by": "tdd_lite synth"}

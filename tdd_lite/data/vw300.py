@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,8 +27,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tdd_lite.data.pts import N_POINTS, PtsError, current_umask, read_pts, read_regular_file
+from tdd_lite.data.pts import N_POINTS, PtsError, read_pts
 from tdd_lite.errors import DataError, UsageError
+from tdd_lite.files import (
+    PARTIAL_MARKER,
+    is_partial,
+    make_partial_dir,
+    read_regular_file,
+    remove_partial,
+    remove_stale_partials,
+)
 
 ENV_ROOT = "TDD_300VW_ROOT"
 SPLIT_NAMES = ("train", "A", "B", "C")
@@ -420,93 +426,6 @@ class Sequence:
             if tmp.exists():
                 remove_partial(tmp)
         return self.cache_dir
-
-
-# ------------------------------------------------------------------- interrupt-safe output folders
-PARTIAL_MARKER = ".tdd_lite-partial.json"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (the marker of a partial folder or temporary file names it)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except (OSError, OverflowError):  # not a pid this system can have
-        return False
-    return True
-
-
-def make_partial_dir(final: str | os.PathLike, maker: str) -> Path:
-    """A new empty ``FINAL.partial-<pid>-XXXX`` folder next to ``final``, with the umask's permissions and a
-    marker (``PARTIAL_MARKER``: who made it, pid, host) so :func:`remove_stale_partials` can tell it is ours."""
-    final = Path(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-{os.getpid()}-", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
-    info = {"maker": maker, "pid": os.getpid(), "host": os.uname().nodename, "target": final.name}
-    (tmp / PARTIAL_MARKER).write_text(json.dumps(info) + "\n")
-    return tmp
-
-
-def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
-    """Remove ``FINAL.partial-*`` folders next to ``final`` that carry our marker and whose process is gone.
-
-    A folder without a readable marker, of another host, or of a live process is left alone; returns the
-    removed folders.
-    """
-    final = Path(final)
-    removed = []
-    if not final.parent.is_dir():
-        return removed
-    for cand in final.parent.glob(glob_escape(final.name) + ".partial-*"):
-        if cand.is_symlink() or not cand.is_dir():
-            continue
-        marker = cand / PARTIAL_MARKER
-        try:
-            info = json.loads(read_regular_file(marker, 4096, "partial-folder marker"))
-            pid, host = int(info["pid"]), str(info["host"])
-        except (DataError, ValueError, KeyError, TypeError, UnicodeDecodeError):
-            continue
-        if info.get("target") != final.name or host != os.uname().nodename or pid_alive(pid):
-            continue
-        remove_partial(cand)
-        removed.append(cand)
-    return removed
-
-
-def remove_partial(path: str | os.PathLike) -> None:
-    """Delete a partial folder made by :func:`make_partial_dir`, its marker LAST (a kill midway leaves a folder
-    that is still recognisably ours, so the next run finishes the job)."""
-    path = Path(path)
-    if path.is_symlink() or not path.is_dir():
-        return
-    for child in path.iterdir():
-        if child.name == PARTIAL_MARKER:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
-    (path / PARTIAL_MARKER).unlink(missing_ok=True)
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
-def is_partial(path: str | os.PathLike) -> bool:
-    """True for an unfinished output folder (``*.partial-*`` with our marker): never data."""
-    path = Path(path)
-    return ".partial-" in path.name and (path / PARTIAL_MARKER).exists()
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob metacharacters escaped."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 VIDEO_FOURCC = "MJPG"  # Motion-JPEG in AVI: every OpenCV build with FFmpeg writes and reads it; exact seeking

@@ -26,26 +26,30 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tdd_lite.errors import OutputExistsError
+from tdd_lite.errors import DataError, OutputExistsError
 
 MARKER = ".tdd_lite-output.json"
 MARKER_FORMAT = "tdd_lite-output"
 MAX_MARKER_BYTES = 16 << 20
-_TMP = re.compile(r"^\..+\.tmp-(\d+)-[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$")
+_LEGACY_TMP = re.compile(r"^(?P<name>.+)\.tmp(?P<pid>\d+)$")
 
 
 @dataclass
@@ -115,20 +119,13 @@ def _rel(rel: str | os.PathLike) -> str:
 
 
 def _pid_alive(pid: object, host: object) -> bool:
-    from tdd_lite.data.vw300 import pid_alive
-
     return isinstance(pid, int) and host == socket.gethostname() and pid != os.getpid() and pid_alive(pid)
 
 
 def _remove_stale_temps(folder: Path) -> None:
-    """Temporary files (``.NAME.tmp-PID-XXXX``) of processes that are gone (a SIGKILL midway)."""
-    from tdd_lite.data.vw300 import pid_alive
-
+    """:func:`remove_stale_temp_files` in ``folder`` and every folder below it."""
     for cand in [folder, *(p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink())]:
-        for f in cand.iterdir():
-            m = _TMP.match(f.name)
-            if m and f.is_file() and not f.is_symlink() and not pid_alive(int(m.group(1))):
-                f.unlink(missing_ok=True)
+        remove_stale_temp_files(cand)
 
 
 def changed_files(folder: str | os.PathLike, info: dict | None = None) -> list[str]:
@@ -311,7 +308,7 @@ def _undo(out: Output) -> None:
     pid = str(os.getpid())
     for p in sorted(folder.rglob("*"), reverse=True):
         m = _TMP.match(p.name)
-        if m and m.group(1) == pid and p.is_file():
+        if m and m.group("pid") == pid and p.is_file():
             p.unlink(missing_ok=True)
     if not out.created:
         return
@@ -372,3 +369,186 @@ def interrupt_cleanup(out: Output) -> Iterator[Output]:
             if info is not None:
                 info.pop("running", None)
                 _write_marker(out.path, info)
+
+
+# ------------------------------------------------------------------- reading, atomic writing, temp files
+def current_umask() -> int:
+    """The process umask, read without changing it when ``/proc`` tells it (else set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_regular_file(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else :class:`DataError`.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` before reading, so a FIFO, socket or device is
+    refused at once instead of blocking (and there is no window between the check and the open).
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if
+                    stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise DataError(f"{path}: is {kind}, expected a regular {what}; refused")
+        if st.st_size > limit:
+            raise DataError(f"{path}: {st.st_size} bytes, more than the {limit} a {what} may have; refused")
+        chunks, total = [], 0
+        while True:
+            b = os.read(fd, 1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+            if total > limit:
+                raise DataError(f"{path}: more than the {limit} bytes a {what} may have; refused")
+        return b"".join(chunks)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[Path], object]) -> Path:
+    """Write ``path`` atomically: ``data`` (text as UTF-8, or bytes), or ``data(tmp)`` for a writer that takes a
+    path (``torch.save``, ``np.savez``), goes to a temporary file beside it (``.NAME.tmp-PID-XXXX.SUFFIX``, the
+    suffix kept for writers that look at it), which is then renamed over ``path``. The temporary file never
+    outlives a failure (an exception, Ctrl-C, or SIGTERM inside :func:`sigterm_raises`); one left by a SIGKILL is
+    removed by :func:`remove_stale_temp_files` (its process is gone)."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-{os.getpid()}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; honour the umask like open() does
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temporary files of processes that are gone (a SIGKILL in the middle of a write) in ``folder``.
+
+    Ours are ``.STEM.tmp-PID-XXXX.SUFFIX`` (:func:`atomic_write`, :func:`writing`) and, from older versions,
+    ``NAME.tmp<PID>``; with ``name`` only those of that file. A live process's file, a symbolic link and anything
+    else are left alone. Returns the removed files."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TMP.match(p.name) or (_LEGACY_TMP.match(p.name) if name is not None else None)
+        if not m or not p.is_file() or p.is_symlink() or pid_alive(int(m.group("pid"))) \
+                or name is not None and m.group("name") not in (name, Path(name).stem):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+# ------------------------------------------------------------------- interrupt-safe partial folders
+PARTIAL_MARKER = ".tdd_lite-partial.json"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the marker of a partial folder or temporary file names it)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OSError, OverflowError):  # not a pid this system can have
+        return False
+    return True
+
+
+def make_partial_dir(final: str | os.PathLike, maker: str) -> Path:
+    """A new empty ``FINAL.partial-<pid>-XXXX`` folder next to ``final``, with the umask's permissions and a
+    marker (``PARTIAL_MARKER``: who made it, pid, host) so :func:`remove_stale_partials` can tell it is ours."""
+    final = Path(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.partial-{os.getpid()}-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
+    info = {"maker": maker, "pid": os.getpid(), "host": os.uname().nodename, "target": final.name}
+    (tmp / PARTIAL_MARKER).write_text(json.dumps(info) + "\n")
+    return tmp
+
+
+def remove_stale_partials(final: str | os.PathLike) -> list[Path]:
+    """Remove ``FINAL.partial-*`` folders next to ``final`` that carry our marker and whose process is gone.
+
+    A folder without a readable marker, of another host, or of a live process is left alone; returns the
+    removed folders.
+    """
+    final = Path(final)
+    removed = []
+    if not final.parent.is_dir():
+        return removed
+    for cand in final.parent.glob(glob_escape(final.name) + ".partial-*"):
+        if cand.is_symlink() or not cand.is_dir():
+            continue
+        marker = cand / PARTIAL_MARKER
+        try:
+            info = json.loads(read_regular_file(marker, 4096, "partial-folder marker"))
+            pid, host = int(info["pid"]), str(info["host"])
+        except (DataError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            continue
+        if info.get("target") != final.name or host != os.uname().nodename or pid_alive(pid):
+            continue
+        remove_partial(cand)
+        removed.append(cand)
+    return removed
+
+
+def remove_partial(path: str | os.PathLike) -> None:
+    """Delete a partial folder made by :func:`make_partial_dir`, its marker LAST (a kill midway leaves a folder
+    that is still recognisably ours, so the next run finishes the job)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return
+    for child in path.iterdir():
+        if child.name == PARTIAL_MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    (path / PARTIAL_MARKER).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def is_partial(path: str | os.PathLike) -> bool:
+    """True for an unfinished output folder (``*.partial-*`` with our marker): never data."""
+    path = Path(path)
+    return ".partial-" in path.name and (path / PARTIAL_MARKER).exists()
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
