@@ -1,11 +1,17 @@
 # tdd_lite: every job does its own set-up (a local virtual environment in .venv), so on a fresh clone
 #   make book   installs, executes every notebook (fast mode unless TDD_FAST=0) and builds the site in _build/html
 #   make test   installs, then runs every test: ruff, unit tests, the book build + browser check, nbval
+# Each job installs the package (editable) with the extras of pyproject.toml it needs (see the stamps below).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# One stamp per set of extras, named after them ($(VENV)/.installed-book-course: `pip install -e ".[book,course]"`),
+# made by the one pattern rule below, which only touches the stamp when one of a superset is already up to date.
+STAMP_BOOK := $(VENV)/.installed-book-course
+STAMP_LAB := $(VENV)/.installed-course
+STAMP_ALL := $(VENV)/.installed-dev-book-course
+comma := ,
 # One speed knob (read by tdd_lite.config): 1 = CI/CPU minutes; 0 = the full, paper-sized run.
 TDD_FAST ?= 1
 export TDD_FAST
@@ -28,21 +34,30 @@ FACENET := facenet-pytorch==2.6.0
 
 # Another user's installed .venv (a checkout set up once by root, say) is used as it is, never re-installed: a
 # normal user cannot write into it. Whether it can run for this user is checked by `make lab` (VENV_RUNS).
-VENV_FOREIGN := $(shell [ -e $(STAMP) ] && [ ! -w $(VENV) ] && echo yes)
+VENV_FOREIGN := $(shell ls $(VENV)/.installed-* >/dev/null 2>&1 && [ ! -w $(VENV) ] && echo yes)
 ifeq ($(VENV_FOREIGN),yes)
-$(STAMP): pyproject.toml Makefile
-	@echo "note: $(VENV) is older than pyproject.toml/Makefile but belongs to $$(stat -c %U $(VENV)), not to\
-	 $$(id -un): using it as it is (its owner updates it with 'make install')"
+$(VENV)/.installed-%: pyproject.toml Makefile
+	@echo "note: $(VENV) may be older than pyproject.toml/Makefile (or lack .[$(subst -,$(comma),$*)]) but belongs\
+	 to $$(stat -c %U $(VENV)), not to $$(id -un): using it as it is (its owner updates it with 'make install')"
 else
-$(STAMP): pyproject.toml Makefile
-	@test -d $(VENV) || test -w . || { echo "make: $(CURDIR) is not writable by $$(id -un), so no $(VENV) can be\
-	 made here: work in your own copy (git clone $(CURDIR) ~/tdd_lite; cd ~/tdd_lite; make lab)"; exit 1; }
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps "$(FACENET)"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tdd_lite)" >/dev/null
-	@touch $(STAMP)
+$(VENV)/.installed-%: pyproject.toml Makefile
+	@for s in $(VENV)/.installed-*; do \
+	  [ -e "$$s" ] && [ "$$s" -nt pyproject.toml ] && [ "$$s" -nt Makefile ] || continue; \
+	  have=" $$(echo "$${s##*/.installed-}" | tr - ' ') "; missing=; \
+	  for x in $(subst -, ,$*); do case "$$have" in *" $$x "*) ;; *) missing=1;; esac; done; \
+	  if [ -z "$$missing" ]; then touch $@; exit 0; fi; \
+	done; \
+	test -d $(VENV) || test -w . || { echo "make: $(CURDIR) is not writable by $$(id -un), so no $(VENV) can be\
+	 made here: work in your own copy (git clone $(CURDIR) ~/tdd_lite; cd ~/tdd_lite; make lab)"; exit 1; }; \
+	set -ex; \
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV); \
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"; \
+	$(BIN)/python -m pip install --quiet -e ".[$(subst -,$(comma),$*)]"; \
+	$(BIN)/python -m pip install --quiet --no-deps "$(FACENET)"; \
+	if $(BIN)/python -c "import ipykernel" 2>/dev/null; then \
+	  $(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tdd_lite)" >/dev/null; \
+	fi; \
+	touch $@
 endif
 
 # A venv's python is a link to the interpreter it was made from: one under another user's private home (root's
@@ -51,7 +66,8 @@ VENV_RUNS = $(BIN)/python -c "" 2>/dev/null || { echo "make: $(BIN)/python canno
  $$(sed -n 's/^executable = //p' $(VENV)/pyvenv.cfg), which this user may not execute ($(VENV) was made by\
  $$(stat -c %U $(VENV))). Work in your own copy: git clone $(CURDIR) ~/tdd_lite; cd ~/tdd_lite; make lab"; exit 1; }
 
-install: $(STAMP)
+# Everything a developer uses (what `make test` installs); the `peers` extra stays separate (see pyproject.toml).
+install: $(STAMP_ALL)
 
 # Headless Chromium for the browser check of the built site (Debian's package; nothing is downloaded by
 # Playwright). Installed only where apt-get is available and we are root; elsewhere the check is skipped.
@@ -67,7 +83,7 @@ browser-deps:
 # Two editions from one source (notebooks/ and the otter-grader masters in exercises/). The exercise pages are
 # generated into book/exercises/ (git-ignored): the student notebooks (stubs, public checks) for `make book`, the
 # executed solution notebooks for `make book-instructor`, which then puts the student pages back.
-book: $(STAMP)
+book: $(STAMP_BOOK)
 	@$(BIN)/python -c "from tdd_lite.config import describe_run; print(describe_run())"
 	@start=$$(date +%s); \
 	$(BIN)/python -m tdd_lite.coursework book-pages student && \
@@ -76,7 +92,7 @@ book: $(STAMP)
 	test -f _build/html/index.html && \
 	echo "book: _build/html/index.html (student edition, $$(( $$(date +%s) - start )) s)"
 
-book-instructor: $(STAMP)
+book-instructor: $(STAMP_BOOK)
 	@start=$$(date +%s); \
 	$(BIN)/python -m tdd_lite.coursework book-pages instructor && \
 	rm -rf _build/instructor && \
@@ -88,20 +104,20 @@ book-instructor: $(STAMP)
 
 # What an instructor hands out (exNN/student/*.ipynb) and grades with (exNN/autograder/*-autograder_*.zip:
 # `otter run -a ZIP submission.ipynb`, offline, no Docker).
-assignments: $(STAMP)
+assignments: $(STAMP_LAB)
 	$(BIN)/python -m tdd_lite.coursework assignments _build/assignments
 	@echo "assignments: _build/assignments/exNN/{student,autograder}"
 
-lint: $(STAMP)
+lint: $(STAMP_ALL)
 	$(BIN)/ruff check .
 
-unit: $(STAMP)
+unit: $(STAMP_ALL)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-nbval: $(STAMP)
+nbval: $(STAMP_ALL)
 	$(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks -q
 
-test: $(STAMP) browser-deps
+test: $(STAMP_ALL) browser-deps
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory lint && \
 	$(MAKE) --no-print-directory book && \
@@ -114,14 +130,14 @@ test: $(STAMP) browser-deps
 # user works in a copy of their own (make lab makes its .venv there; notebooks save into notebooks/ and write
 # _build/, so a checkout they cannot write is no place to work); JupyterLab keeps its state in ~/.local/share.
 LAB_ARGS ?=
-lab: $(STAMP)
+lab: $(STAMP_LAB)
 	@$(VENV_RUNS)
 	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP_ALL)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-model: $(STAMP)
+model: $(STAMP_ALL)
 	$(BIN)/python tools/build_teaching_model.py --check
 
 clean:

@@ -28,7 +28,8 @@ def _req_name(spec: str) -> tuple[str, str]:
 
 def test_environment_yml_mirrors_pyproject():
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(_req_name(s) for s in py["dependencies"] + py["optional-dependencies"]["dev"])
+    extras = py["optional-dependencies"]
+    wanted = dict(_req_name(s) for s in py["dependencies"] + extras["book"] + extras["course"] + extras["dev"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -269,7 +270,7 @@ def test_make_lab_says_why_a_venv_it_cannot_run_is_of_no_use(tmp_path):
     (venv / "bin" / "python").chmod(0o644)
     (venv / "pyvenv.cfg").write_text("home = /root/.pyenv/versions/3.11.7/bin\n"
                                      "executable = /root/.pyenv/versions/3.11.7/bin/python3.11\n")
-    (venv / ".installed-stamp").touch()   # newer than pyproject.toml and the Makefile: no install is attempted
+    (venv / ".installed-course").touch()   # newer than pyproject.toml and the Makefile: no install is attempted
     proc = subprocess.run(["make", "--no-print-directory", "lab", f"VENV={venv}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     text = proc.stdout + proc.stderr
