@@ -147,10 +147,12 @@ class Tracker:
                  redetect: str = "auto", enlarge: float = DEFAULT_ENLARGE, fallback: str = "haar",
                  min_inside: float = 0.5, max_scale_jump: float = 1.35, max_alpha_rms: float | None = None,
                  verify_every: int = 30, min_verify_iou: float = 0.3, border: str = "replicate"):
-        from tdd_lite.data.detect import DETECTORS
+        from tdd_lite.data.detect import DETECTORS, require_mtcnn
 
         if detector not in DETECTORS:
             raise UsageError(f"detector {detector!r}: expected one of {', '.join(DETECTORS)}")
+        if detector == "mtcnn":
+            require_mtcnn()  # one line naming the pip command, before any frame is read
         if redetect not in REDETECT:
             raise UsageError(f"redetect {redetect!r}: expected one of {', '.join(REDETECT)}")
         if fallback not in ("haar", "centre", "gt"):
@@ -466,6 +468,10 @@ def run(args) -> int:
     from tdd_lite.render import draw_landmarks
     from tdd_lite.video_io import FrameSource, OverlayWriter
 
+    if args.detector == "mtcnn":
+        from tdd_lite.data.detect import require_mtcnn
+
+        require_mtcnn()  # before the video or the network is opened
     filt = make_filter(args.filter)
     source = FrameSource(args.video, fps=args.fps)
     model = load_teaching_model()

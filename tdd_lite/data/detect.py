@@ -2,13 +2,15 @@
 detected using ... MTCNN").
 
 * ``mtcnn`` (the paper's detector, the default): facenet-pytorch's MTCNN, whose P/R/O-net weights ship inside
-  its wheel (nothing is downloaded). Its wheel pins torch < 2.3 and numpy < 2, which we do not use, so the
-  Makefile installs it with ``pip install --no-deps facenet-pytorch==2.6.0`` (the code it runs needs only torch,
-  torchvision, numpy and Pillow, which we pin). Its weights are plain state dicts that torch >= 2.6 loads with
-  ``weights_only=True`` by default; :func:`_mtcnn` refuses an older torch.
+  its wheel (nothing is downloaded). Its wheel pins torch < 2.3 and numpy < 2, which we do not use, so it is not
+  a declared dependency: the Makefile installs it with ``pip install --no-deps facenet-pytorch==2.6.0`` (the code
+  it runs needs only torch, torchvision, numpy and Pillow, which we pin). Without it, asking for ``mtcnn``
+  stops before any work with one line giving that command (or ``--detector haar``): :func:`require_mtcnn`.
+  Its weights are plain state dicts that torch >= 2.6 loads with ``weights_only=True`` by default;
+  :func:`_mtcnn` refuses an older torch.
 * ``haar``: OpenCV's Haar cascades (``haarcascade_frontalface_default.xml``, falling back to
   ``haarcascade_profileface.xml`` on the image and its mirror), inside ``opencv-python-headless`` 4.x
-  (``cv2.data.haarcascades``); the fallback when MTCNN finds nothing or is not installed. (OpenCV 5 removed
+  (``cv2.data.haarcascades``); the fallback when MTCNN finds nothing on the first frame. (OpenCV 5 removed
   these cascades; pyproject pins 4.x.)
 
 A detector's box is not our landmark box: Haar's square covers roughly brows to upper lip and is smaller than
@@ -101,13 +103,38 @@ _MTCNN: dict[str, object] = {}
 MTCNN_MIN_PROB = 0.9
 
 
-def mtcnn_available() -> bool:
-    """True when facenet-pytorch is importable (``make install`` puts it in the venv)."""
+FACENET_PIP = "pip install --no-deps facenet-pytorch==2.6.0"
+MTCNN_MISSING = (f"detector 'mtcnn' (the default) needs facenet-pytorch, which is not installed: {FACENET_PIP} "
+                 "(make install does this), or pass --detector haar")
+
+
+def _facenet_import_error() -> ImportError | None:
     try:
         import facenet_pytorch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as e:
+        return e
+    return None
+
+
+def mtcnn_available() -> bool:
+    """True when facenet-pytorch is importable (``make install`` puts it in the venv)."""
+    return _facenet_import_error() is None
+
+
+def require_mtcnn() -> None:
+    """Raise :class:`~tdd_lite.errors.UsageError` with :data:`MTCNN_MISSING` (one line: the pip command, or
+    ``--detector haar``) when facenet-pytorch is missing, or one naming the module it lacks when it is installed
+    but does not import (it imports ``requests``, a declared dependency for that reason). Called before any
+    work starts (``Tracker``), so a run asking for the paper's detector never silently gets another one."""
+    err = _facenet_import_error()
+    if err is None:
+        return
+    from tdd_lite.errors import UsageError
+
+    if err.name in (None, "facenet_pytorch"):
+        raise UsageError(MTCNN_MISSING) from err
+    raise UsageError(f"detector 'mtcnn': facenet-pytorch is installed but does not import ({err}): "
+                     f"pip install {err.name.split('.')[0]}, or pass --detector haar") from err
 
 
 def _mtcnn():
@@ -116,13 +143,9 @@ def _mtcnn():
 
         if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6):
             raise RuntimeError("MTCNN needs torch >= 2.6 (whose torch.load defaults to weights_only=True)")
-        try:
-            from facenet_pytorch import MTCNN
-        except ImportError as e:
-            from tdd_lite.errors import UsageError
+        require_mtcnn()
+        from facenet_pytorch import MTCNN
 
-            raise UsageError("detector 'mtcnn' needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
-                             "(make install does this), or use --detector haar") from e
         _MTCNN["net"] = MTCNN(keep_all=True, device="cpu", post_process=False)
     return _MTCNN["net"]
 
