@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tdd_lite.evaluate``: the same one-line errors as ``tdd-lite evaluate``."""
-    from tdd_lite.cli import module_main
+    from tdd_lite.commands import module_main
 
     return module_main("python -m tdd_lite.evaluate", add_arguments, run, argv,
                        description=__doc__.splitlines()[0])

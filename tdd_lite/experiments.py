@@ -1117,7 +1117,7 @@ def _warn_skipped(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdd_lite.cli import module_main
+    from tdd_lite.commands import module_main
 
     return module_main("python -m tdd_lite.experiments", add_arguments, run, argv, description=__doc__.splitlines()[0])
 

@@ -377,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tdd_lite.reference export|check``: the same one-line errors as ``tdd-lite``."""
-    from tdd_lite.cli import module_main
+    from tdd_lite.commands import module_main
 
     return module_main("python -m tdd_lite.reference", add_arguments, run, argv,
                        description=__doc__.splitlines()[0])

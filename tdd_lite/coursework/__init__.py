@@ -259,7 +259,7 @@ def write_book_pages(edition: str, dest: Path = BOOK_PAGES, folder: Path = EXERC
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdd_lite.cli import ArgumentParser, guarded, pop_debug
+    from tdd_lite.commands import ArgumentParser, guarded, pop_debug
 
     prog = "python -m tdd_lite.coursework"
     argv, debug = pop_debug(sys.argv[1:] if argv is None else list(argv))
