@@ -1,7 +1,7 @@
 """The paper's comparative claims, re-run on Synth300VW with seeds: Table 3's ablation grid, a Table 2 analogue
 with stabilisers, section 5's outlier experiment and identity / expression disentanglement.
 
-One *run* is one discriminator configuration of Table 3 (:func:`tdd_lite.train.ablation_configs`) trained with
+One *run* is one discriminator configuration of Table 3 (:func:`tdd_lite.train_config.ablation_configs`) trained with
 one seed under the ``ablation`` preset and evaluated under the tracking protocol (:func:`tdd_lite.evaluate.
 evaluate_videos`: MTCNN first frame, re-detection, every metric, the ground-truth-crop row beside it). The two
 configurations of the Table 2 analogue (no discriminator, all three) are also evaluated after every stabiliser
@@ -177,10 +177,10 @@ def _write_output(out: Path, name: str, data: str | bytes) -> None:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    from tdd_lite.report import _atomic_write
+    from tdd_lite.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def _slim(evaluation: dict) -> dict:
@@ -193,9 +193,9 @@ def _slim(evaluation: dict) -> dict:
 
 
 def run_config(label: str, seed: int, steps: int | None = None, preset: str = PRESET, init_from: str | None = None):
-    """The :class:`~tdd_lite.train.TrainConfig` of one run: ``preset`` with the row's discriminators, ``seed``,
+    """The :class:`~tdd_lite.train_config.TrainConfig` of one run: ``preset`` with the row's discriminators, ``seed``,
     and optionally ``steps`` and ``init_from`` (``sha256:`` of the G weights a fine-tune starts from)."""
-    from tdd_lite.train import ablation_configs, get_config
+    from tdd_lite.train_config import ablation_configs, get_config
 
     overrides: dict = {"seed": seed}
     if steps is not None:
@@ -219,10 +219,11 @@ def run_one(spec: dict) -> dict:
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
+    from tdd_lite.checkpoint import CHECKPOINT_NAME
     from tdd_lite.evaluate import evaluate_videos
     from tdd_lite.files import remove_stale_temp_files
     from tdd_lite.morphable import load_teaching_model
-    from tdd_lite.train import CHECKPOINT_NAME, Trainer, build_datasets
+    from tdd_lite.train import Trainer, build_datasets
 
     label, seed = spec["label"], int(spec["seed"])
     folder = Path(spec["out"]) / "runs" / run_slug(label, seed)
@@ -384,7 +385,7 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
 
     ``preset``: the training recipe of every run (``ablation``: from scratch, 400 steps; ``finetune`` with
     ``init_from``: every configuration continues the same pre-trained G, and no untrained row is evaluated)."""
-    from tdd_lite.train import CONFIG_NAMES
+    from tdd_lite.train_config import CONFIG_NAMES
 
     out = Path(out)
     seeds = check_seeds(seeds)
