@@ -22,6 +22,9 @@ distinguishable from zero, or as many lower as higher), **contradicted** (more c
 
 from __future__ import annotations
 
+import math
+
+import matplotlib.pyplot as plt
 import numpy as np
 
 CLAIMS = {
@@ -105,8 +108,6 @@ def rule(summary: dict) -> dict[int, dict]:
 
 def _t_interval(values: list[float]) -> tuple[float, float]:
     """95% t interval of the mean of ``values`` (infinite with fewer than 2)."""
-    import math
-
     from scipy.stats import t
 
     a = np.asarray(values, np.float64)
@@ -210,8 +211,6 @@ SCALE_STYLES = (("#0072B2", "o"), ("#D55E00", "s"), ("#009E73", "^"), ("#CC79A7"
 def effects_figure(summaries: dict[str, dict]):
     """Every main effect the claims read, with its 95% interval over seeds, one marker per grid (scale): left of
     the zero line = the discriminator lowers the metric, as the paper claims; an interval across it = not shown."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(EFFECT_PANELS), figsize=(11, 4.2))
     n = len(summaries)
     for ax, (title, items, unit) in zip(axes, EFFECT_PANELS):

@@ -22,6 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
+
 from tdd_lite.files import atomic_write
 
 # (key, header, kind): kind "pct" = x100 with 3 decimals, "num" = 3 decimals, "int", "mm" = 2 decimals
@@ -131,9 +134,6 @@ def ced_figure(results: dict, threshold: float = 0.08):
     """Cumulative error distribution of per-frame NME (bbox), one panel per category, one curve per method (the
     course's line styles, :func:`tdd_lite.style.method_line`), and one legend for all panels below them, where it
     covers no curve (each method's AUC per category is in :func:`category_table`)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     from . import style
 
     cats = _categories(results)
@@ -163,8 +163,6 @@ def ced_figure(results: dict, threshold: float = 0.08):
 
 def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     """Write ``report.md``, ``report.csv``, ``report.json`` and ``ced.png`` into ``out`` (each atomically)."""
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "report.md", "csv": out / "report.csv", "json": out / "report.json", "ced": out / "ced.png"}
