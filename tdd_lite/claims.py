@@ -26,6 +26,7 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy import stats
 
 CLAIMS = {
     1: "Table 3: every discriminator lowers the NME, and all three together are best",
@@ -108,12 +109,10 @@ def rule(summary: dict) -> dict[int, dict]:
 
 def _t_interval(values: list[float]) -> tuple[float, float]:
     """95% t interval of the mean of ``values`` (infinite with fewer than 2)."""
-    from scipy.stats import t
-
     a = np.asarray(values, np.float64)
     if len(a) < 2:
         return (-math.inf, math.inf)
-    half = float(t.ppf(0.975, len(a) - 1)) * float(a.std(ddof=1)) / math.sqrt(len(a))
+    half = float(stats.t.ppf(0.975, len(a) - 1)) * float(a.std(ddof=1)) / math.sqrt(len(a))
     return (float(a.mean()) - half, float(a.mean()) + half)
 
 

@@ -37,6 +37,7 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from scipy import stats
 from tqdm.auto import tqdm
 
 from tdd_lite import files as outputs
@@ -634,9 +635,7 @@ def outlier_experiment(net, model3dmm, root: str | Path, videos: Iterable[str], 
 
 # ===================================================================================== summary tables
 def _t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1)) if n > 1 else math.inf
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.inf
 
 
 def load_results(out: str | Path, skipped: list[str] | None = None) -> list[dict]:

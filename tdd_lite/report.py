@@ -25,6 +25,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tdd_lite import style
 from tdd_lite.files import atomic_write
 
 # (key, header, kind): kind "pct" = x100 with 3 decimals, "num" = 3 decimals, "int", "mm" = 2 decimals
@@ -134,8 +135,6 @@ def ced_figure(results: dict, threshold: float = 0.08):
     """Cumulative error distribution of per-frame NME (bbox), one panel per category, one curve per method (the
     course's line styles, :func:`tdd_lite.style.method_line`), and one legend for all panels below them, where it
     covers no curve (each method's AUC per category is in :func:`category_table`)."""
-    from . import style
-
     cats = _categories(results)
     methods = list(results["methods"])
     fig, axes = plt.subplots(1, len(cats), figsize=(max(4.2 * len(cats), 8.0), 4.4), squeeze=False, sharey=True)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from tdd_lite import displacement as D
+
 from . import style
 from .camera import camera_from_pose, euler_to_rotation, look_at_crop, project
 from .morphable import MorphableModel, load_teaching_model
@@ -230,8 +232,6 @@ class DisplacementExplorer:
         return a_id, a_exp
 
     def update(self, change=None) -> None:
-        from . import displacement as D
-
         a_id, a_exp = self.prediction()
         with torch.no_grad():
             v = D.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
@@ -315,8 +315,6 @@ class DiscriminatorExplorer:
         return cur, prev
 
     def update(self, change=None) -> None:
-        from . import displacement as D
-
         cur, prev = self.prediction()
         with torch.no_grad():
             x = D.all_displacements(self.model, cur, prev, self.U, self.U_prev)
