@@ -345,6 +345,26 @@ def test_old_format_without_checksum_loads_with_a_warning(model, tmp_path):
         C.load_checkpoint(old)
 
 
+def test_checkpoint_with_a_removed_config_field_still_loads_and_resumes(model, tmp_path):
+    """Checkpoints written while the config had the ``debug_nan_step`` test hook load (the field is dropped after
+    the checksum is verified) and resume; an unknown field is still refused."""
+    tr = make(model, tmp_path, steps=2)
+    tr.fit(steps=1)
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    assert "debug_nan_step" not in state["config"]
+    state["config"]["debug_nan_step"] = None  # as every run before the field was removed stored it
+    torch.save(C.seal_checkpoint(state), tr.checkpoint_path)
+    loaded = C.load_checkpoint(tr.checkpoint_path)
+    assert "debug_nan_step" not in loaded["config"] and loaded["step"] == 1
+    again = make(model, tmp_path, steps=2)
+    again.load_checkpoint()
+    assert again.step == 1
+    state["config"]["debug_step"] = 3
+    torch.save(C.seal_checkpoint(state), tr.checkpoint_path)
+    with pytest.raises(T.CheckpointError, match=r"unknown \['debug_step'\]"):
+        C.load_checkpoint(tr.checkpoint_path)
+
+
 def test_resume_refuses_another_config_naming_fields_and_values(model, tmp_path):
     make(model, tmp_path, steps=4).fit(steps=2)
     other = make(model, tmp_path, steps=4, use_td=False, lambda_id=0.2)
