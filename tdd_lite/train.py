@@ -812,9 +812,9 @@ def _check_folder_arg(option: str, path: Path) -> None:
         raise DataError(f"{option} {path}: is a file, expected a folder")
 
 
-def run(args: argparse.Namespace) -> int:
-    """``tdd-lite train``: every user error is a :class:`TddError` (one line from ``tdd_lite.cli``)."""
-    fast_mode()  # a TDD_FAST typo is an error before anything starts
+def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
+    """The run's config (the preset with the switches of the command line) and G's starting weights (None
+    unless ``--init-from``)."""
     overrides = {}
     if args.no_id:
         overrides["use_id"] = False
@@ -829,7 +829,12 @@ def run(args: argparse.Namespace) -> int:
     init_state = None
     if args.init_from is not None:
         init_state, overrides["init_from"] = _init_weights(Path(args.init_from))
-    cfg = get_config(args.config, **overrides)
+    return get_config(args.config, **overrides), init_state
+
+
+def _prepare_paths(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Path, Path]:
+    """``(data, out)`` after checking them (and ``--resume``, ``--backbone-weights``, ``--device``); generates
+    the data first with ``--synth-if-missing``."""
     data = Path(args.data)
     _check_folder_arg("--data", data)
     out = Path(args.out) if args.out else Path("_build/runs") / cfg.name
@@ -848,6 +853,13 @@ def run(args: argparse.Namespace) -> int:
                             f"or pass --synth-if-missing)")
         print(f"generating Synth300VW into {data} ...")
         synth.generate(data, seed=0, **FAST_SYNTH)
+    return data, out
+
+
+def _select_run_videos(args: argparse.Namespace, cfg: TrainConfig, data: Path
+                       ) -> tuple[TrainConfig, list[str], list[str], dict[str, list[str]], Path | None]:
+    """``(cfg, train_ids, val_ids, val_groups, val_data)``, every video checked (``require_valid``); without a
+    validation set the config's evaluation is switched off (``eval_every=0``)."""
     if cfg.train_split == "all":
         train_ids = select_videos(data, all_videos=True)["all"]
     else:
@@ -873,6 +885,15 @@ def run(args: argparse.Namespace) -> int:
     if val_groups:
         require_valid(val_data, [v for ids in val_groups.values() for v in ids], skip_bad=args.skip_bad_frames,
                       command="train")
+    return cfg, train_ids, val_ids, val_groups, val_data
+
+
+def run(args: argparse.Namespace) -> int:
+    """``tdd-lite train``: every user error is a :class:`TddError` (one line from ``tdd_lite.commands``)."""
+    fast_mode()  # a TDD_FAST typo is an error before anything starts
+    cfg, init_state = _config_from_args(args)
+    data, out = _prepare_paths(args, cfg)
+    cfg, train_ids, val_ids, val_groups, val_data = _select_run_videos(args, cfg, data)
     torch.set_num_threads(args.threads or default_threads())
     device = _init_distributed(args.device)
     try:
