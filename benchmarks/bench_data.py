@@ -40,9 +40,10 @@ def pairs_per_second(ds, workers: int, n_pairs: int, batch: int = 20) -> float:
 def trainer_pairs_per_second(root, size: int, config: str, reps: int = 2) -> float:
     """Pairs per second the training step consumes (``Trainer.train_step`` on batches of this data)."""
     from tdd_lite import train as T
+    from tdd_lite import train_config as TC
     from tdd_lite.morphable import load_teaching_model
 
-    cfg = T.get_config(config, image_size=size)
+    cfg = TC.get_config(config, image_size=size)
     ds = pairs.FramePairDataset(root, "train", size=size, max_interval=cfg.max_interval)
     with tempfile.TemporaryDirectory() as out:
         trainer = T.Trainer(cfg, load_teaching_model(), ds, None, out_dir=out, device="cpu", quiet=True)

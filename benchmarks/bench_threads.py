@@ -43,6 +43,7 @@ if mode == "track":
             predict_landmarks(model, net(x))
 else:
     from tdd_lite import train as T
+    from tdd_lite import train_config as TC
     from tdd_lite.morphable import load_teaching_model
     class Pairs(torch.utils.data.Dataset):
         def __len__(self): return 40
@@ -51,7 +52,7 @@ else:
             lmk = 0.2 + 0.6 * torch.rand(68, 2, generator=g)
             return {"image": torch.rand(3, 64, 64, generator=g), "prev_image": torch.rand(3, 64, 64, generator=g),
                     "gt_lmk": lmk, "prev_gt_lmk": lmk, "interval": 1}
-    cfg = T.get_config("reference", eval_every=0, train_split="train")
+    cfg = TC.get_config("reference", eval_every=0, train_split="train")
     tr = T.Trainer(cfg, load_teaching_model(), Pairs(), None, out_dir="/tmp/bench-threads", device="cpu", quiet=True)
     batch = T._stack_batch([tr.train_set[i] for i in range(cfg.batch_size)])
     def work():

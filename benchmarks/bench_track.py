@@ -72,7 +72,7 @@ def main() -> None:
               "1 thread")
         for size in (256, 64):
             if args.checkpoint:
-                from tdd_lite.train import load_alignment_net
+                from tdd_lite.checkpoint import load_alignment_net
 
                 net = load_alignment_net(args.checkpoint, model)
             else:

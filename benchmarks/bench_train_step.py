@@ -26,6 +26,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from tdd_lite import train as T
+from tdd_lite import train_config as TC
 from tdd_lite.config import describe_run, pick_device
 
 
@@ -112,7 +113,7 @@ class _Pairs(torch.utils.data.Dataset):
 
 
 def bench(size: int, batch: int, reps: int, device: torch.device, peak: float, model3dmm) -> dict:
-    cfg = T.get_config("paper", image_size=size, batch_size=batch, num_workers=0, steps=10_000)
+    cfg = TC.get_config("paper", image_size=size, batch_size=batch, num_workers=0, steps=10_000)
     tr = T.Trainer(cfg, model3dmm, _Pairs(), None, out_dir="/tmp/tdd_bench_unused", device=device, quiet=True)
     data = make_batch(batch, size, device)
     t_full = _time(lambda: tr.train_step(data), device, reps)
@@ -130,7 +131,7 @@ def bench(size: int, batch: int, reps: int, device: torch.device, peak: float, m
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=20)
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, T.get_config("fast").image_size])
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, TC.get_config("fast").image_size])
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)

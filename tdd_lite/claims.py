@@ -22,7 +22,11 @@ distinguishable from zero, or as many lower as higher), **contradicted** (more c
 
 from __future__ import annotations
 
+import math
+
+import matplotlib.pyplot as plt
 import numpy as np
+from scipy import stats
 
 CLAIMS = {
     1: "Table 3: every discriminator lowers the NME, and all three together are best",
@@ -105,14 +109,10 @@ def rule(summary: dict) -> dict[int, dict]:
 
 def _t_interval(values: list[float]) -> tuple[float, float]:
     """95% t interval of the mean of ``values`` (infinite with fewer than 2)."""
-    import math
-
-    from scipy.stats import t
-
     a = np.asarray(values, np.float64)
     if len(a) < 2:
         return (-math.inf, math.inf)
-    half = float(t.ppf(0.975, len(a) - 1)) * float(a.std(ddof=1)) / math.sqrt(len(a))
+    half = float(stats.t.ppf(0.975, len(a) - 1)) * float(a.std(ddof=1)) / math.sqrt(len(a))
     return (float(a.mean()) - half, float(a.mean()) + half)
 
 
@@ -210,8 +210,6 @@ SCALE_STYLES = (("#0072B2", "o"), ("#D55E00", "s"), ("#009E73", "^"), ("#CC79A7"
 def effects_figure(summaries: dict[str, dict]):
     """Every main effect the claims read, with its 95% interval over seeds, one marker per grid (scale): left of
     the zero line = the discriminator lowers the metric, as the paper claims; an interval across it = not shown."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(EFFECT_PANELS), figsize=(11, 4.2))
     n = len(summaries)
     for ax, (title, items, unit) in zip(axes, EFFECT_PANELS):

@@ -111,17 +111,17 @@ def fake_temporal_disp(pred_lmk: Tensor, prev_pred_lmk: Tensor) -> Tensor:
 def rebox_landmarks(lmk: Tensor, from_box: Tensor, to_box: Tensor) -> Tensor:
     """Re-express (B, 68, 2) crop-coordinate landmarks of ``from_box`` in the crop coordinates of ``to_box``.
 
-    Boxes are (B, 4) ``(x0, y0, x1, y1)`` in image pixels. Goes through image pixels with
-    :func:`tdd_lite.data.crops.from_crop` then :func:`tdd_lite.data.crops.to_crop`, so it is exactly the data
-    layer's convention. Use it when the two frames of a temporal pair were cropped with different boxes
-    (erratum 7); the training pairs in this repository share one box and do not need it.
+    Boxes are (B, 4) ``(x0, y0, x1, y1)`` in image pixels. The data layer's convention
+    (:func:`tdd_lite.data.crops.from_crop` then :func:`tdd_lite.data.crops.to_crop`): image pixels
+    ``x = u (x1 - x0) + x0``, then ``u' = (x - x0') / (x1' - x0')``. Use it when the two frames of a temporal
+    pair were cropped with different boxes (erratum 7); the training pairs in this repository share one box and
+    do not need it.
     """
-    from tdd_lite.data import crops
-
     _check_lmk("lmk", lmk)
     from_box = torch.as_tensor(from_box, dtype=lmk.dtype, device=lmk.device).reshape(-1, 4)
     to_box = torch.as_tensor(to_box, dtype=lmk.dtype, device=lmk.device).reshape(-1, 4)
-    return crops.to_crop(crops.from_crop(lmk, from_box), to_box)
+    px = lmk * (from_box[:, None, 2:4] - from_box[:, None, 0:2]) + from_box[:, None, 0:2]
+    return (px - to_box[:, None, 0:2]) / (to_box[:, None, 2:4] - to_box[:, None, 0:2])
 
 
 def all_displacements(model3dmm: MorphableModel, outputs: tuple[Tensor, Tensor, Tensor],

@@ -32,9 +32,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from tdd_lite.commands import module_main
 from tdd_lite.config import device_name, pick_device
+from tdd_lite.data.crops import box_from_landmarks, crop_tensor, from_crop
+from tdd_lite.data.vw300 import load_split, require_valid, select_videos, split_videos
 from tdd_lite.errors import CheckpointError, DataError, UsageError, crop_size, positive_int
+from tdd_lite.files import atomic_write
+from tdd_lite.filters import make_filter
+from tdd_lite.metrics import category_metrics, frame_nme, video_metrics
+from tdd_lite.morphable import load_teaching_model
+from tdd_lite.reference import resolve_net
+from tdd_lite.report import write_report
+from tdd_lite.track import Tracker, net_predictor
 
 GT_CROPS = "GT crops"
 
@@ -69,9 +80,6 @@ def gt_crop_landmarks(predict, frames: list[np.ndarray], gt: np.ndarray, size: i
     """The convenient protocol: each frame cropped from its own ground-truth box (NaN where gt is missing);
     with ``with_params`` also G's parameters per frame (:func:`_stack_params`). A predictor with a ``batch``
     method (:func:`tdd_lite.track.net_predictor`) runs ``chunk`` crops per forward pass."""
-    from tdd_lite.data.crops import box_from_landmarks, crop_image, from_crop
-    from tdd_lite.track import image_to_tensor
-
     out = np.full(gt.shape, np.nan)
     params: list = [None] * len(frames)
     todo = [k for k in range(len(frames)) if np.isfinite(gt[k]).all()]
@@ -79,12 +87,12 @@ def gt_crop_landmarks(predict, frames: list[np.ndarray], gt: np.ndarray, size: i
     batch = getattr(predict, "batch", None)
     if batch is None:
         for k in todo:
-            out[k] = from_crop(predict(image_to_tensor(crop_image(frames[k], boxes[k], size)))[0], boxes[k])
+            out[k] = from_crop(predict(crop_tensor(frames[k], boxes[k], size))[0], boxes[k])
             params[k] = getattr(predict, "last", None)
     else:
         for i in range(0, len(todo), chunk):
             ks = todo[i:i + chunk]
-            lmk01, fit = batch(torch.stack([image_to_tensor(crop_image(frames[k], boxes[k], size)) for k in ks]))
+            lmk01, fit = batch(torch.stack([crop_tensor(frames[k], boxes[k], size) for k in ks]))
             for j, k in enumerate(ks):
                 out[k] = from_crop(lmk01[j], boxes[k])
                 params[k] = tuple(f[j] for f in fit)
@@ -103,13 +111,6 @@ def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: d
     with ``keep_streams`` also ``"streams": {video: {"gt", "tracking", <filter>..., "status"}}`` (pixels).
     A NaN/inf estimate (unusable weights) is a :class:`CheckpointError`.
     """
-    from tqdm.auto import tqdm
-
-    from tdd_lite.data.vw300 import load_split
-    from tdd_lite.filters import make_filter
-    from tdd_lite.metrics import category_metrics, frame_nme, video_metrics
-    from tdd_lite.track import Tracker, net_predictor
-
     filters = list(dict.fromkeys(filters))
     filter_objs = {f: make_filter(f) for f in filters}
     predict = net_predictor(net, model3dmm, device)
@@ -192,8 +193,6 @@ def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: d
 
 def save_streams(streams: dict[str, dict], out: Path) -> Path:
     """``OUT/streams.npz``: per video ``VID/gt``, ``VID/<method>`` (T, 68, 2) float32, ``VID/status``, atomic."""
-    import os
-
     arrays = {}
     for vid, st in streams.items():
         for key, val in st.items():
@@ -204,10 +203,7 @@ def save_streams(streams: dict[str, dict], out: Path) -> Path:
             else:
                 arrays[f"{vid}/{key}"] = np.asarray(val, np.float32)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".streams.tmp{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out / "streams.npz")
-    return out / "streams.npz"
+    return atomic_write(out / "streams.npz", lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def load_streams(path: str | Path) -> dict[str, dict]:
@@ -232,8 +228,6 @@ def evaluate_tracking(net: torch.nn.Module, model3dmm, root: str | Path, videos:
     """
     label = label or (videos if isinstance(videos, str) else "videos")
     if isinstance(videos, str):
-        from tdd_lite.data.vw300 import split_videos
-
         ids = split_videos(root, videos)
     else:
         ids = list(videos)
@@ -280,10 +274,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``tdd-lite evaluate``: every user error is a TddError (one line from ``tdd_lite.cli``)."""
-    from tdd_lite.data.vw300 import require_valid, select_videos
-    from tdd_lite.morphable import load_teaching_model
-    from tdd_lite.reference import resolve_net
-
     device = pick_device(args.device)
     model = load_teaching_model()
     # no checkpoint: the shipped reference model (verified by its SHA-256 before it is read)
@@ -298,8 +288,6 @@ def run(args: argparse.Namespace) -> int:
     groups = select_videos(data, splits=args.splits, videos=args.videos, all_videos=args.all)
     require_valid(data, [v for ids in groups.values() for v in ids], skip_bad=args.skip_bad_frames,
                   command="evaluate")
-    from tdd_lite.filters import make_filter
-
     for f in args.filters:
         make_filter(f)  # an unknown name is a usage error before any work
     t0 = time.time()
@@ -324,8 +312,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"tracking {meta['tracking_fps']} frames/s, {meta['redetections']} re-detections, "
           f"{meta['lost_frames']} frames lost; first frames from {meta['first_frame_sources']}")
     if args.out:
-        from tdd_lite.report import write_report
-
         paths = write_report(results, args.out)
         print(f"report: {paths['md']} (+ .csv, .json, ced.png)")
         if args.save_streams:
@@ -338,8 +324,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tdd_lite.evaluate``: the same one-line errors as ``tdd-lite evaluate``."""
-    from tdd_lite.cli import module_main
-
     return module_main("python -m tdd_lite.evaluate", add_arguments, run, argv,
                        description=__doc__.splitlines()[0])
 

@@ -1,7 +1,7 @@
 """The paper's comparative claims, re-run on Synth300VW with seeds: Table 3's ablation grid, a Table 2 analogue
 with stabilisers, section 5's outlier experiment and identity / expression disentanglement.
 
-One *run* is one discriminator configuration of Table 3 (:func:`tdd_lite.train.ablation_configs`) trained with
+One *run* is one discriminator configuration of Table 3 (:func:`tdd_lite.train_config.ablation_configs`) trained with
 one seed under the ``ablation`` preset and evaluated under the tracking protocol (:func:`tdd_lite.evaluate.
 evaluate_videos`: MTCNN first frame, re-detection, every metric, the ground-truth-crop row beside it). The two
 configurations of the Table 2 analogue (no discriminator, all three) are also evaluated after every stabiliser
@@ -19,19 +19,42 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
+import dataclasses
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import cv2
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
 
+from tdd_lite import files as outputs
+from tdd_lite.checkpoint import CHECKPOINT_NAME
+from tdd_lite.commands import module_main
+from tdd_lite.data.crops import landmark_bbox
+from tdd_lite.data.vw300 import load_split, load_splits
 from tdd_lite.errors import DataError, UsageError, bounded_int, positive_int
+from tdd_lite.evaluate import GT_CROPS, evaluate_videos, method_name
+from tdd_lite.files import atomic_write, interrupt_cleanup, remove_stale_temp_files, write_file
+from tdd_lite.filters import make_filter
+from tdd_lite.metrics import frame_nme
+from tdd_lite.morphable import load_teaching_model
+from tdd_lite.network import AlignmentNet
+from tdd_lite.track import Tracker, net_predictor
+from tdd_lite.train import Trainer, _init_weights, _load_g, build_datasets
+from tdd_lite.train_config import CONFIG_NAMES, ablation_configs, get_config
 
 RESULT_FORMAT = "tdd_lite.ablation/1"
 RESULT_NAME = "result.json"
@@ -122,8 +145,6 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
 
 def machine() -> dict:
     """CPU model, core count, Python and torch versions (written beside the results)."""
-    import torch
-
     cpu = platform.processor() or None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -148,8 +169,6 @@ def claim_grid_folder(out: str | Path):
     so a marked one is reused). A folder from before output markers (like the committed ``results/ablation``)
     that holds a valid ``grid.json`` written by ``tdd-lite ablation`` is adopted: marked, with its grid.json,
     summary and figures as the command's files, and said so. Anything else that is not empty is refused."""
-    from tdd_lite import files as outputs
-
     out = Path(out)
     if out.is_dir() and not out.is_symlink() and not (out / outputs.MARKER).exists() and any(out.iterdir()) \
             and (out / GRID_NAME).is_file():
@@ -171,16 +190,12 @@ def claim_grid_folder(out: str | Path):
 
 def _write_output(out: Path, name: str, data: str | bytes) -> None:
     """A top-level grid file, atomically, through the output rule (never over a file the command did not write)."""
-    from tdd_lite.files import write_file
-
     write_file(out, name, data)
 
 
 def _atomic_json(path: Path, obj) -> None:
-    from tdd_lite.report import _atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def _slim(evaluation: dict) -> dict:
@@ -193,10 +208,8 @@ def _slim(evaluation: dict) -> dict:
 
 
 def run_config(label: str, seed: int, steps: int | None = None, preset: str = PRESET, init_from: str | None = None):
-    """The :class:`~tdd_lite.train.TrainConfig` of one run: ``preset`` with the row's discriminators, ``seed``,
+    """The :class:`~tdd_lite.train_config.TrainConfig` of one run: ``preset`` with the row's discriminators, ``seed``,
     and optionally ``steps`` and ``init_from`` (``sha256:`` of the G weights a fine-tune starts from)."""
-    from tdd_lite.train import ablation_configs, get_config
-
     overrides: dict = {"seed": seed}
     if steps is not None:
         overrides["steps"] = steps
@@ -215,21 +228,13 @@ def run_one(spec: dict) -> dict:
     ``spec``: ``label``, ``seed``, ``out``, ``train_data``, ``eval_data``, ``groups`` (category -> ids), and
     optionally ``steps``, ``threads``, ``eval_frames``, ``outlier_videos``, ``outlier_positions``.
     """
-    import torch
-
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
-    from tdd_lite.evaluate import evaluate_videos
-    from tdd_lite.files import remove_stale_temp_files
-    from tdd_lite.morphable import load_teaching_model
-    from tdd_lite.train import CHECKPOINT_NAME, Trainer, build_datasets
 
     label, seed = spec["label"], int(spec["seed"])
     folder = Path(spec["out"]) / "runs" / run_slug(label, seed)
     init_state, init_sha = None, None
     if spec.get("init_from"):
-        from tdd_lite.train import _init_weights
-
         init_state, init_sha = _init_weights(Path(spec["init_from"]))
     cfg = run_config(label, seed, spec.get("steps"), spec.get("preset", PRESET), init_sha)
     model = load_teaching_model()
@@ -237,7 +242,6 @@ def run_one(spec: dict) -> dict:
     train_info: dict = {"steps": 0, "wall_seconds": 0.0}
     if label == UNTRAINED:
         torch.manual_seed(seed)
-        from tdd_lite.network import AlignmentNet
 
         net = AlignmentNet.for_model(model)  # the trainer's initial weights for this seed
     else:
@@ -248,8 +252,6 @@ def run_one(spec: dict) -> dict:
         if (folder / CHECKPOINT_NAME).exists():
             trainer.load_checkpoint()
         elif init_state is not None:
-            from tdd_lite.train import _load_g
-
             _load_g(trainer.g_module, init_state, spec["init_from"])
         summary = trainer.fit()
         train_info = {"steps": summary["step"], "wall_seconds": round(time.time() - t0, 1),
@@ -384,14 +386,11 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
 
     ``preset``: the training recipe of every run (``ablation``: from scratch, 400 steps; ``finetune`` with
     ``init_from``: every configuration continues the same pre-trained G, and no untrained row is evaluated)."""
-    from tdd_lite.train import CONFIG_NAMES
-
     out = Path(out)
     seeds = check_seeds(seeds)
     if preset not in CONFIG_NAMES:
         raise UsageError(f"--preset {preset}: expected one of {', '.join(CONFIG_NAMES)}")
     plan(seeds, configs)  # --configs checked
-    from tdd_lite.files import interrupt_cleanup
 
     claimed = claim_grid_folder(out)  # before anything is written; a folder this call made goes again on an error
     with interrupt_cleanup(claimed):
@@ -401,8 +400,6 @@ def run_grid(out: str | Path, train_data: str | Path, eval_data: str | Path, see
 
 def _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, threads, steps, eval_frames,
                   outlier_per_category, command, progress, preset, init_from) -> dict:
-    from tdd_lite.data.vw300 import load_splits
-
     for opt, root in (("--train-data", train_data), ("--eval-data", eval_data)):
         if not (Path(root) / "splits.json").is_file():
             raise DataError(f"{opt} {root}: no splits.json (expected a 300VW-layout folder, e.g. from tdd-lite synth)")
@@ -414,8 +411,6 @@ def _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, thr
     todo, done = [], []
     init_sha = None
     if init_from is not None:
-        from tdd_lite.train import _init_weights
-
         init_sha = _init_weights(Path(init_from))[1]  # checked before any worker starts
     for r in plan(seeds, configs, untrained=init_from is None):
         path = out / "runs" / run_slug(r["label"], r["seed"]) / RESULT_NAME
@@ -440,11 +435,6 @@ def _checked_grid(out, claimed, train_data, eval_data, seeds, configs, jobs, thr
 
 def _run_grid(out, claimed, todo, done, manifest, data_info, preset_cfg, train_data, eval_data, seeds, groups,
               outlier_videos, jobs, threads, steps, eval_frames, command, progress, preset, init_from, init_sha):
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    from tqdm.auto import tqdm
-
     base = {"out": str(out), "train_data": str(train_data), "eval_data": str(eval_data), "groups": groups,
             "steps": steps, "threads": threads, "eval_frames": eval_frames, "outlier_videos": outlier_videos,
             "preset": preset, "init_from": str(init_from) if init_from is not None else None}
@@ -510,10 +500,6 @@ def _data_info(root: str | Path, opt: str = "data") -> dict:
 
 def _check_training_set(root: str | Path, cfg) -> None:
     """Before any worker starts: the training pairs of ``root`` fill at least one batch of ``cfg``."""
-    import dataclasses
-
-    from tdd_lite.train import build_datasets
-
     train_set, _ = build_datasets(root, dataclasses.replace(cfg, frame_cache=False, eval_every=0))
     if len(train_set) < cfg.batch_size:
         raise DataError(f"--train-data {root}: {len(train_set)} training pairs, fewer than one batch of "
@@ -523,8 +509,6 @@ def _check_training_set(root: str | Path, cfg) -> None:
 
 def _check_outlier_videos(root: str | Path, videos: Sequence[str], half: int = 12) -> None:
     """Before any worker starts: some outlier video is long enough for a window around OUTLIER_POSITIONS."""
-    from tdd_lite.data.vw300 import load_split
-
     need = max(OUTLIER_POSITIONS) + half + 1
     lengths = [len(seq.landmarks) for seq in load_split(root, list(videos))]
     if not any(n >= min(OUTLIER_POSITIONS) + half + 1 for n in lengths):
@@ -553,7 +537,6 @@ def _worker_init(parent_pid: int) -> None:
         except (OSError, AttributeError):
             pass
     _exit_if_orphaned()  # the parent died before prctl took effect
-    import threading
 
     def watch() -> None:
         while True:
@@ -573,10 +556,6 @@ def corrupt_frame(frame: np.ndarray, kind: str, gt: np.ndarray, seed: int = 0) -
     """One frame made an outlier (section 5): ``occluder`` (a grey block over the lower-left 45% of the face
     box), ``blur`` (Gaussian, sigma = 8% of the box side), ``flash`` (brightness x1.8 + 90). ``shift`` is a
     crop error, not an image change (:func:`outlier_experiment` moves the crop box instead)."""
-    import cv2
-
-    from tdd_lite.data.crops import landmark_bbox
-
     x0, y0, x1, y1 = landmark_bbox(gt)
     side = max(x1 - x0, y1 - y0)
     img = frame.copy()
@@ -598,8 +577,6 @@ def track_window(predict, frames: list[np.ndarray], gt: np.ndarray, size: int, c
                  kind: str | None = None, shift: float = 0.25) -> np.ndarray:
     """Landmarks of a window of frames under the paper's tracking protocol (first crop from the ground-truth
     box, then the previous estimate, no re-detection), with frame ``corrupt_at`` corrupted by ``kind``."""
-    from tdd_lite.track import Tracker
-
     tracker = Tracker(predict, size, detector="gt", redetect="never")
     out = []
     for k, frame in enumerate(frames):
@@ -626,11 +603,6 @@ def outlier_experiment(net, model3dmm, root: str | Path, videos: Iterable[str], 
     network (offset 0), the tracker's next crop (offset +1...) and the stabiliser (both sides for the centred
     average).
     """
-    from tdd_lite.data.vw300 import load_split
-    from tdd_lite.filters import make_filter
-    from tdd_lite.metrics import frame_nme
-    from tdd_lite.track import net_predictor
-
     predict = net_predictor(net, model3dmm, device)
     incr: dict = {f: {c: {o: [] for o in OFFSETS} for c in corruptions} for f in filters}
     samples = 0
@@ -663,9 +635,7 @@ def outlier_experiment(net, model3dmm, root: str | Path, videos: Iterable[str], 
 
 # ===================================================================================== summary tables
 def _t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1)) if n > 1 else math.inf
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.inf
 
 
 def load_results(out: str | Path, skipped: list[str] | None = None) -> list[dict]:
@@ -745,8 +715,6 @@ def summarize(out: str | Path) -> dict:
     its mean, a 95% t interval and how many seeds improved; ``table2``: the rows of :data:`TABLE2_ROWS`;
     ``outliers``: the mean error increase per row, corruption and offset over seeds.
     """
-    from tdd_lite.evaluate import GT_CROPS, method_name
-
     skipped: list[str] = []
     results = load_results(out, skipped)
     if not results:
@@ -837,8 +805,6 @@ def _pm(cell: dict | None, scale: float = 100.0, digits: int = 2) -> str:
 def markdown(summary: dict, grid: dict | None = None) -> str:
     """``summary.md``: Table 3 analogue (ours beside the paper's), paired differences, the Table 2 analogue,
     the outlier table and the disentanglement table. A pure function of ``summary`` (and ``grid``)."""
-    from tdd_lite.evaluate import GT_CROPS
-
     t3, lines = summary["table3"], []
     n = len(summary["seeds"])
     lines += ["# Ablation on Synth300VW: Table 3 and Table 2 analogues", ""]
@@ -965,8 +931,6 @@ _SHORT = {UNTRAINED: "untrained", **SLUGS, TRUTH: "all, true real (ours)"}
 
 def table3_figure(summary: dict, method: str = "tracking"):
     """Table 3 analogue as bars (mean over seeds, error bar = std, dots = seeds) beside the paper's values."""
-    import matplotlib.pyplot as plt
-
     t3 = summary["table3"]
     labels = [lb for lb in ROWS if lb in t3]
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
@@ -995,8 +959,6 @@ def table3_figure(summary: dict, method: str = "tracking"):
 
 def outlier_figure(summary: dict):
     """NME increase against frame offset from the corrupted frame, one panel per corruption."""
-    import matplotlib.pyplot as plt
-
     rows = summary["outliers"]
     kinds = [k for k in CORRUPTIONS if any(k in r for r in rows.values())]
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.4), sharex=True, squeeze=False)
@@ -1023,8 +985,6 @@ def outlier_figure(summary: dict):
 
 def disentanglement_figure(summary: dict):
     """Identity spread and expression error per configuration (tracking, mean over seeds and std)."""
-    import matplotlib.pyplot as plt
-
     t3 = summary["table3"]
     labels = [lb for lb in [UNTRAINED, *ROWS] if lb in t3]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -1117,8 +1077,6 @@ def _warn_skipped(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdd_lite.cli import module_main
-
     return module_main("python -m tdd_lite.experiments", add_arguments, run, argv, description=__doc__.splitlines()[0])
 
 

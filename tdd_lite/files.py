@@ -329,16 +329,20 @@ def _undo(out: Output) -> None:
 
 
 @contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While inside: SIGTERM raises ``SystemExit(143)`` so ``finally``/``except`` blocks clean up (Ctrl-C already
-    raises KeyboardInterrupt). Installed only in the main thread and only over the default handler."""
+def sigterm_raises(exception: type[BaseException] = SystemExit) -> Iterator[None]:
+    """While inside: SIGTERM raises ``exception`` so ``finally``/``except`` blocks clean up (Ctrl-C already raises
+    KeyboardInterrupt). ``SystemExit`` (the default) carries the status a SIGTERM kill gives, 143;
+    ``KeyboardInterrupt`` makes a SIGTERM look like Ctrl-C (``tdd-lite train``: "interrupted", exit 130); any other
+    type gets the message ``signal 15``. Installed only in the main thread and only over the default handler."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
 
     def handler(signum, frame):
-        raise SystemExit(128 + signum)
+        if exception is SystemExit:
+            raise SystemExit(128 + signum)
+        raise exception(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
     try:

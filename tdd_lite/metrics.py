@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tdd_lite.camera import pose_from_camera
 from tdd_lite.errors import DataError, UsageError
 
 Array = Any  # np.ndarray | torch.Tensor
@@ -400,8 +401,6 @@ def _landmarks3d(model: Any, a_id: np.ndarray, a_exp: np.ndarray) -> np.ndarray:
 
 
 def _rotations(name: str, camera: Array, frames: int) -> np.ndarray:
-    from tdd_lite.camera import pose_from_camera
-
     c = _params(name, camera, 8, frames)
     _, r, _ = pose_from_camera(torch.from_numpy(np.ascontiguousarray(c)))
     return r.double().numpy()

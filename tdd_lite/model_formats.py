@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.io import loadmat
 
 from .errors import DataError, UsageError
 from .morphable import (
@@ -57,6 +58,7 @@ from .morphable import (
     N_LANDMARKS,
     ModelArrays,
     MorphableModel,
+    _read_npy_header,
     check_float_array,
     check_index_array,
     check_std,
@@ -466,8 +468,6 @@ def _loadmat(path: str | Path, required: Sequence[str], optional: Sequence[str] 
     real, at most MAX_ARRAY_ELEMENTS elements, its data as long as its dimensions say (a compressed variable
     cannot inflate beyond that).
     """
-    from scipy.io import loadmat
-
     p = _path(path)
     info = _mat_vars(p)
     missing = [k for k in required if k not in info]
@@ -892,8 +892,6 @@ def _plain(obj, where: str, depth: int = 0, memo: dict | None = None):
 def _read_npy(p: Path):
     """A ``.npy`` file: plain arrays by their header (size checked before use), object arrays through the
     restricted unpickler (never ``allow_pickle``)."""
-    from .morphable import _read_npy_header
-
     raw = _read_bytes(p)
     f = io.BytesIO(raw)
     shape, fortran, dtype, header_len = _read_npy_header(f, str(p))

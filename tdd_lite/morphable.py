@@ -14,7 +14,9 @@ mean and bases are precomputed once, so ``landmarks3d`` for a batch of 20 is thr
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import io
 import json
 import lzma
 import math
@@ -314,8 +316,6 @@ _NPZ_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "triang
 
 def save_npz(arrays: ModelArrays, path: str | Path) -> None:
     """Write a model as an uncompressed-deterministic ``.npz`` (same arrays -> same bytes)."""
-    import io
-
     path = Path(path)
     items = {k: getattr(arrays, k) for k in _NPZ_KEYS}
     if arrays.landmark_weights is not None:
@@ -540,8 +540,6 @@ def load_teaching_model() -> MorphableModel:
 
     Returns a fresh copy each call (the file is parsed once), so moving it to a device is safe.
     """
-    import copy
-
     return copy.deepcopy(_teaching_cached())
 
 

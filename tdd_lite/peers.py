@@ -71,8 +71,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from tdd_lite.commands import module_main
+from tdd_lite.data.crops import DEFAULT_ENLARGE
+from tdd_lite.data.detect import box_iou
+from tdd_lite.data.vw300 import load_split, require_valid, select_videos
 from tdd_lite.errors import DataError, UsageError, positive_int
+from tdd_lite.files import atomic_write
+from tdd_lite.metrics import category_metrics, frame_nme, video_metrics
+from tdd_lite.morphable import load_teaching_model
+from tdd_lite.report import fmt, paper_table
 
 PEERS = ("dlib-frame", "dlib-tracked", "mediapipe")
 METHOD_NAMES = {"dlib-frame": "dlib (per frame)", "dlib-tracked": "dlib (tracked)",
@@ -148,8 +157,6 @@ _TEMPLATE: list[np.ndarray] = []
 def _mean_face() -> np.ndarray:
     """The teaching 3DMM's mean 68 landmarks, frontal, in image orientation (y down), unit longer side."""
     if not _TEMPLATE:
-        from tdd_lite.morphable import load_teaching_model
-
         x = load_teaching_model().lmk_mean.detach().cpu().double().numpy().reshape(-1, 3)[:, :2] * [1.0, -1.0]
         x = x - (x.min(0) + x.max(0)) / 2
         _TEMPLATE.append(x / float((x.max(0) - x.min(0)).max()))
@@ -159,8 +166,6 @@ def _mean_face() -> np.ndarray:
 def fallback_landmarks(height: int, width: int) -> np.ndarray:
     """The shape given to frames before a peer's first detection: the mean face in the Tracker's centred box
     (a square of 60% of the shorter side, i.e. landmarks spanning 60% / 1.4 of it), ``(68, 2)`` pixels."""
-    from tdd_lite.data.crops import DEFAULT_ENLARGE
-
     side = 0.6 * min(height, width) / DEFAULT_ENLARGE
     return _mean_face() * side + [(width - 1) / 2, (height - 1) / 2]
 
@@ -339,8 +344,6 @@ class DlibPeer:
 
     def run(self, frames: Iterable[np.ndarray]) -> PeerResult:
         """Landmarks of every frame (RGB uint8 ``(H, W, 3)``)."""
-        from tdd_lite.data.detect import box_iou
-
         out: list[np.ndarray] = []
         status: list[str] = []
         reasons: dict[str, int] = {}
@@ -497,8 +500,6 @@ def score_streams(streams: dict[str, dict]) -> dict:
     missed_frames, redetections, seconds}, "videos": {video: video_metrics row + category, fps,
     missed_frames}, "frame_nme": {cat: [per-frame NME of frames with ground truth]}}``.
     """
-    from tdd_lite.metrics import category_metrics, frame_nme, video_metrics
-
     rows: dict[str, list[dict]] = {}
     res: dict = {"categories": {}, "videos": {}, "frame_nme": {}}
     for vid, st in streams.items():
@@ -540,8 +541,6 @@ def flat_rows(methods: dict[str, dict]) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ driver
 def _load(root: Path, groups: dict[str, list[str]], skip_bad: bool, max_frames: int | None) -> list[dict]:
     """Per video: sequence, category, (start, stop) like ``evaluate`` (first frame with ground truth)."""
-    from tdd_lite.data.vw300 import load_split
-
     items = []
     for cat, ids in groups.items():
         for seq in load_split(root, ids, skip_bad=skip_bad):
@@ -576,8 +575,6 @@ def run_peers(root: str | Path, groups: dict[str, list[str]], peers: Iterable[st
     A missing dlib is a :class:`UsageError` naming the extra; an unavailable MediaPipe is skipped with one line
     through ``say``.
     """
-    from tqdm.auto import tqdm
-
     peers = list(dict.fromkeys(peers))
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
@@ -653,8 +650,6 @@ _MD_COLS = (("nme", "NME %", "pct"), ("dnme", "dNME %", "pct"), ("jitter_ratio",
 
 
 def markdown(results: dict) -> str:
-    from tdd_lite.report import fmt, paper_table
-
     meta = results["meta"]
     parts = ["# Peers on the same frames", "",
              "Off-the-shelf 68-point landmarkers on the test videos, scored with `tdd_lite.metrics` exactly like "
@@ -686,15 +681,13 @@ def markdown(results: dict) -> str:
 
 def write_peers(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     """``OUT/peers.json`` (without the per-frame NME lists) and ``OUT/peers.md``, each written atomically."""
-    from tdd_lite.report import _atomic_write
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     slim = {**results, "methods": {n: {k: v for k, v in m.items() if k != "frame_nme"}
                                    for n, m in results["methods"].items()}}
     paths = {"json": out / "peers.json", "md": out / "peers.md"}
-    _atomic_write(paths["json"], json.dumps(slim, indent=1, default=float) + "\n")
-    _atomic_write(paths["md"], markdown(results))
+    atomic_write(paths["json"], json.dumps(slim, indent=1, default=float) + "\n")
+    atomic_write(paths["md"], markdown(results))
     return paths
 
 
@@ -722,8 +715,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tdd_lite.data.vw300 import require_valid, select_videos
-
     unknown = [x for x in args.peers if x not in PEERS]
     if unknown:
         raise UsageError(f"--peers {unknown[0]}: expected one of {', '.join(PEERS)}")
@@ -751,8 +742,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tdd_lite.peers``: one-line errors like every ``tdd-lite`` command."""
-    from tdd_lite.cli import module_main
-
     return module_main("python -m tdd_lite.peers", add_arguments, run, argv, description=__doc__.splitlines()[0])
 
 

@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import pickle
 import sys
 import warnings
@@ -42,7 +41,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from tdd_lite.checkpoint import load_alignment_net, load_checkpoint
+from tdd_lite.commands import module_main
 from tdd_lite.errors import CheckpointError, DataError, UsageError
+from tdd_lite.files import atomic_write, remove_stale_temp_files
+from tdd_lite.network import AlignmentNet
 
 REFERENCE_FORMAT = "tdd_lite.reference/1"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -84,18 +87,6 @@ def _restore_hint(path: Path) -> str:
 def _one_line(e: BaseException, limit: int = 200) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to ``path.tmp<pid>``, then rename over ``path``; the temp file never outlives a failure."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _read_sidecar(path: Path, shown: str) -> dict:
@@ -168,8 +159,6 @@ def _to_float16(state: dict, source: str) -> dict:
 
 def _save_reference(payload: dict, out: Path, card: dict | None = None, source: dict | None = None) -> dict:
     """Write ``payload`` to ``out`` and its sidecar (each atomically; ``out`` bounded by MAX_EXPORT_BYTES)."""
-    from tdd_lite.files import remove_stale_temp_files
-
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out.parent, out.name)
     side = sidecar_path(out)
@@ -186,21 +175,19 @@ def _save_reference(payload: dict, out: Path, card: dict | None = None, source: 
             "card": card or {}}
     if source:
         meta["source"] = source
-    _atomic_write(out, lambda tmp: tmp.write_bytes(data))
-    _atomic_write(side, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"))
+    atomic_write(out, data)
+    atomic_write(side, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
 
 def export_reference(checkpoint_path: str | Path, out_path: str | Path, card: dict | None = None) -> dict:
     """A trainer checkpoint -> a weights-only reference file ``out_path`` (``.pt``) and its ``.json`` sidecar.
 
-    The checkpoint is read with :func:`tdd_lite.train.load_checkpoint` (which verifies its checksum); G's
+    The checkpoint is read with :func:`tdd_lite.checkpoint.load_checkpoint` (which verifies its checksum); G's
     floating tensors are stored in float16 (see the module docstring). ``card``: JSON-able numbers and notes for
     the sidecar (metrics, data, ...). The written file is read back with :func:`load_reference` before this
     returns. Returns the sidecar's contents.
     """
-    from tdd_lite.train import load_checkpoint
-
     out = Path(out_path)
     if out.suffix != ".pt":
         raise UsageError(f"{out}: the reference file must end in .pt (its sidecar is the same name with .json)")
@@ -234,8 +221,6 @@ def load_reference(path: str | Path | None = None, model3dmm=None, device: str |
     format tag, weights that do not fit the network, NaN/inf weights. ``info``: ``path``, ``shown``,
     ``sha256``, ``bytes``, ``image_size``, ``n_id``, ``n_exp``, ``config``, ``card``, ``description``.
     """
-    from tdd_lite.network import AlignmentNet
-
     path = Path(REFERENCE_PATH if path is None else path)
     shown = _shown(path)
     if path.is_dir():
@@ -314,14 +299,12 @@ def resolve_net(checkpoint: str | Path | None, model3dmm, device: str | torch.de
 
     ``checkpoint`` None: the shipped reference model (:data:`REFERENCE_PATH`); a reference-format ``.pt``
     (:func:`is_reference_file`): :func:`load_reference`; anything else: a trainer checkpoint
-    (:func:`tdd_lite.train.load_checkpoint` + :func:`~tdd_lite.train.load_alignment_net`). ``description``
+    (:func:`tdd_lite.checkpoint.load_checkpoint` + :func:`~tdd_lite.checkpoint.load_alignment_net`). ``description``
     names what was loaded, e.g. ``reference (tdd_lite/assets/reference_g.pt, sha256 ...)`` or the path.
     """
     if checkpoint is None or is_reference_file(checkpoint):
         net, info = load_reference(checkpoint, model3dmm, device)
         return net, int(info["image_size"]), info["description"]
-    from tdd_lite.train import load_alignment_net, load_checkpoint
-
     state = load_checkpoint(checkpoint)
     net = load_alignment_net(checkpoint, model3dmm, device, state=state)
     return net, int(state["config"]["image_size"]), str(checkpoint)
@@ -377,8 +360,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tdd_lite.reference export|check``: the same one-line errors as ``tdd-lite``."""
-    from tdd_lite.cli import module_main
-
     return module_main("python -m tdd_lite.reference", add_arguments, run, argv,
                        description=__doc__.splitlines()[0])
 

@@ -24,6 +24,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
+
+from tdd_lite.camera import pose_from_camera, project
 
 DEFAULT_LIGHT = (-0.3, -0.4, 1.0)  # from the upper left, in front (image frame: x right, y down, z to viewer)
 
@@ -34,10 +37,6 @@ def image_vertices(shape: Any, camera: Any) -> np.ndarray:
     x, y are the camera projection (eq. 3: ``f P R X + t``); z is ``f (R X)_z`` from
     :func:`tdd_lite.camera.pose_from_camera`, in the same pixel units, larger = closer to the viewer.
     """
-    import torch
-
-    from tdd_lite.camera import pose_from_camera, project
-
     s = torch.as_tensor(np.asarray(shape.detach().cpu() if hasattr(shape, "detach") else shape), dtype=torch.float64)
     c = torch.as_tensor(np.asarray(camera.detach().cpu() if hasattr(camera, "detach") else camera),
                         dtype=torch.float64)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 # the Okabe-Ito palette (hex), by its names
@@ -111,8 +112,6 @@ def draw_marker(image: np.ndarray, x: float, y: float, marker: str, colour: tupl
                 size: int = 5) -> None:
     """Draw one marker (matplotlib's name: ``o``, ``x``, ``^``, ``s``, ``D``, ``v``, ``P``) into an RGB ``image``
     in place, centred at pixel (x, y), about ``size`` pixels across."""
-    import cv2
-
     if not (np.isfinite(x) and np.isfinite(y)):
         return
     if marker == "o":

@@ -34,6 +34,9 @@ Usage::
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,10 +44,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from tdd_lite.data.crops import DEFAULT_ENLARGE, box_from_landmarks, crop_image, from_crop, landmark_bbox, square_box
-from tdd_lite.data.detect import box_iou
-from tdd_lite.errors import UsageError
+from tdd_lite.config import pick_device
+from tdd_lite.data.crops import (
+    DEFAULT_ENLARGE,
+    box_from_landmarks,
+    camera_from_crop,
+    crop_tensor,
+    from_crop,
+    landmark_bbox,
+    square_box,
+)
+from tdd_lite.data.detect import DETECTORS, box_iou, detect_box, require_mtcnn
+from tdd_lite.data.pts import write_pts
+from tdd_lite.errors import DataError, UsageError, positive_float, positive_int
+from tdd_lite.files import PARTIAL_MARKER, make_partial_dir, remove_partial, remove_stale_partials
+from tdd_lite.filters import make_filter
+from tdd_lite.morphable import load_teaching_model
+from tdd_lite.network import predict_landmarks
+from tdd_lite.reference import resolve_net
+from tdd_lite.render import draw_landmarks, image_vertices, render
+from tdd_lite.video_io import FrameSource, OverlayWriter
 
 REDETECT = ("auto", "never")
 STATUSES = ("detected", "tracked", "redetected", "lost")
@@ -53,46 +74,44 @@ STATUSES = ("detected", "tracked", "redetected", "lost")
 Prediction = tuple[np.ndarray, np.ndarray | None]
 
 
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(S, S, 3) uint8 RGB -> (3, S, S) float32 in [0, 1]."""
-    # numpy, not torch ops: tiny tensors in DataLoader workers pay torch's intra-op threading overhead
-    out = np.empty((3,) + image.shape[:2], np.float32)
-    np.multiply(image.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out, dtype=np.float32)
-    return torch.from_numpy(out)
+class NetPredictor:
+    """Batch-1 inference with G: crop tensor (3, S, S) -> (v(:, l) in [0, 1] crop coordinates, alpha_id).
 
+    :attr:`last` holds G's outputs of the latest call, ``(alpha_id, alpha_exp, camera in crop coordinates)``
+    (float64, CPU), for callers that draw the mesh or keep the parameters; :meth:`batch` runs many crops at once.
+    """
 
-def net_predictor(net: torch.nn.Module, model3dmm, device: str | torch.device = "cpu"
-                  ) -> Callable[[torch.Tensor], Prediction]:
-    """Batch-1 inference with G: crop tensor (3, S, S) -> (v(:, l) in [0, 1] crop coordinates, alpha_id)."""
-    from tdd_lite.network import predict_landmarks
-
-    device = torch.device(device)
-    net = net.to(device).eval()
-    model3dmm = model3dmm.to(device)
+    def __init__(self, net: torch.nn.Module, model3dmm, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.model3dmm = model3dmm.to(self.device)
+        self.last: tuple[torch.Tensor, ...] | None = None
 
     @torch.no_grad()
-    def predict(image: torch.Tensor) -> Prediction:
-        out = net(image[None].to(device))
-        lmk = predict_landmarks(model3dmm, out)[0]
-        predict.last = tuple(o[0].double().cpu() for o in out)  # (alpha_id, alpha_exp, camera in crop coords)
-        return lmk.double().cpu().numpy(), predict.last[0].numpy()
+    def __call__(self, image: torch.Tensor) -> Prediction:
+        out = self.net(image[None].to(self.device))
+        lmk = predict_landmarks(self.model3dmm, out)[0]
+        self.last = tuple(o[0].double().cpu() for o in out)  # (alpha_id, alpha_exp, camera in crop coords)
+        return lmk.double().cpu().numpy(), self.last[0].numpy()
 
     @torch.no_grad()
-    def batch(images: torch.Tensor) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    def batch(self, images: torch.Tensor) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """(N, 3, S, S) -> (landmarks01 (N, 68, 2), (alpha_id, alpha_exp, camera) each (N, ...)): the same
         network on many crops at once (the ground-truth-crop protocol has no frame-to-frame dependency)."""
-        out = net(images.to(device))
-        return (predict_landmarks(model3dmm, out).double().cpu().numpy(),
+        out = self.net(images.to(self.device))
+        return (predict_landmarks(self.model3dmm, out).double().cpu().numpy(),
                 tuple(o.double().cpu().numpy() for o in out))
 
-    predict.last = None
-    predict.batch = batch
-    return predict
+
+def net_predictor(net: torch.nn.Module, model3dmm, device: str | torch.device = "cpu") -> NetPredictor:
+    """G as a tracker's ``predict`` (:class:`NetPredictor`)."""
+    return NetPredictor(net, model3dmm, device)
 
 
 @dataclass
 class TrackStep:
-    """One frame's result: landmarks (68, 2) in image pixels, the crop box used, status, what placed the crop."""
+    """One frame's result: landmarks (68, 2) in image pixels, the crop box they were estimated in, status, what
+    placed the crop."""
 
     landmarks: np.ndarray
     box: np.ndarray
@@ -133,7 +152,69 @@ class TrackResult:
                 "detector_seconds": round(self.detector_seconds, 4), "fps": round(self.fps, 2), **self.extra}
 
 
-class Tracker:
+
+@dataclass
+class FaceLocator:
+    """Where a track's crop comes from when there is no previous estimate: the detector's box, else a fallback.
+
+    ``detector``: ``"mtcnn"``, ``"haar"`` or ``"gt"`` (the ground-truth box); ``backup``: a second detector tried
+    when the first finds nothing (``"haar"`` after MTCNN), or None; ``fallback`` (first frame only, when no detector
+    found a face): ``"gt"`` (the ground-truth box when given and finite) or anything else for a centred square of
+    60% of the shorter side. :meth:`locate` returns ``(box or None, source)``; :attr:`seconds` sums its time.
+    Shared by :class:`Tracker` and :class:`TrackingCropper`.
+    """
+
+    detector: str
+    enlarge: float = DEFAULT_ENLARGE
+    fallback: str = "centre"
+    backup: str | None = None
+    seconds: float = 0.0
+
+    def locate(self, image: np.ndarray, gt_lmk: np.ndarray | None, first: bool, primary_only: bool = False
+               ) -> tuple[np.ndarray | None, str]:
+        """``primary_only``: no backup detector (a periodic check trusts only the main detector); ``first``:
+        a fallback box when no detector finds a face (later frames get ``(None, "none")``)."""
+        t0 = time.perf_counter()
+        try:
+            gt_ok = gt_lmk is not None and bool(np.isfinite(gt_lmk).all())
+            if self.detector == "gt":
+                return (detect_box(image, "gt", gt_lmk, self.enlarge), "gt") if gt_ok else (None, "gt-missing")
+            box = detect_box(image, self.detector, enlarge=self.enlarge)
+            if box is not None:
+                return box, self.detector
+            if self.backup is not None and not primary_only:
+                box = detect_box(image, self.backup, enlarge=self.enlarge)
+                if box is not None:
+                    return box, self.backup
+            if not first:
+                return None, "none"
+            if self.fallback == "gt" and gt_ok:
+                return detect_box(image, "gt", gt_lmk, self.enlarge), "fallback-gt"
+            h, w = image.shape[:2]
+            return square_box(np.float64(w / 2), np.float64(h / 2), np.float64(0.6 * min(h, w))), "fallback-centre"
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class _TrackCore:
+    """What :class:`Tracker` and :class:`TrackingCropper` share (the paper's protocol): the first crop from a
+    :class:`FaceLocator`, every crop as G's input (:func:`~tdd_lite.data.crops.crop_tensor`), and the next crop
+    from an estimate (the enlarged square box of its landmarks)."""
+
+    def __init__(self, size: int, locator: FaceLocator, border: str):
+        self.size, self.locator, self.border = int(size), locator, border
+        self.enlarge = locator.enlarge
+
+    def crop(self, image: np.ndarray, box: np.ndarray) -> torch.Tensor:
+        """The ``(3, S, S)`` input of G for ``box`` of ``image``."""
+        return crop_tensor(image, box, self.size, self.border)
+
+    def box_after(self, lmk_px: np.ndarray) -> np.ndarray:
+        """The crop of the next frame from this frame's estimate (68, 2) in image pixels."""
+        return np.asarray(box_from_landmarks(lmk_px, self.enlarge), np.float64)
+
+
+class Tracker(_TrackCore):
     """Landmarks frame by frame under the tracking protocol, with optional re-detection (see module docstring).
 
     ``predict``: crop tensor (3, S, S) -> ``(landmarks01 (68, 2), alpha_id or None)`` (:func:`net_predictor`).
@@ -147,8 +228,6 @@ class Tracker:
                  redetect: str = "auto", enlarge: float = DEFAULT_ENLARGE, fallback: str = "haar",
                  min_inside: float = 0.5, max_scale_jump: float = 1.35, max_alpha_rms: float | None = None,
                  verify_every: int = 30, min_verify_iou: float = 0.3, border: str = "replicate"):
-        from tdd_lite.data.detect import DETECTORS, require_mtcnn
-
         if detector not in DETECTORS:
             raise UsageError(f"detector {detector!r}: expected one of {', '.join(DETECTORS)}")
         if detector == "mtcnn":
@@ -160,8 +239,9 @@ class Tracker:
         if not (0 < min_inside <= 1 and max_scale_jump > 1 and (max_alpha_rms is None or max_alpha_rms > 0)
                 and enlarge > 0):
             raise UsageError("tracker thresholds: need 0 < min_inside <= 1, max_scale_jump > 1, max_alpha_rms > 0")
-        self.predict, self.size, self.detector, self.redetect = predict, int(size), detector, redetect
-        self.enlarge, self.fallback, self.border = enlarge, fallback, border
+        super().__init__(size, FaceLocator(detector, enlarge, fallback, "haar" if detector == "mtcnn" else None),
+                         border)
+        self.predict, self.detector, self.redetect, self.fallback = predict, detector, redetect, fallback
         self.min_inside, self.max_scale_jump, self.max_alpha_rms = min_inside, max_scale_jump, max_alpha_rms
         if verify_every < 0 or not 0 <= min_verify_iou < 1:
             raise UsageError("tracker thresholds: need verify_every >= 0 (0 = off) and 0 <= min_verify_iou < 1")
@@ -175,40 +255,23 @@ class Tracker:
         self.first_source: str | None = None
         self.confirmed = False  # has the main detector seen this track?
         self.frame_index = -1
-        self.detector_seconds = 0.0
+        self.locator.seconds = 0.0
+
+    @property
+    def detector_seconds(self) -> float:
+        """Seconds spent in the face detector since :meth:`reset`."""
+        return self.locator.seconds
 
     # ------------------------------------------------------------------------------------------ detection
     def detect(self, image: np.ndarray, gt_lmk: np.ndarray | None, first: bool, primary_only: bool = False
                ) -> tuple[np.ndarray | None, str]:
         """A crop box from the detector (and, on the first frame, the fallback): ``(box or None, source)``.
         ``primary_only``: no Haar fallback after MTCNN (the periodic check trusts only the main detector)."""
-        from tdd_lite.data.detect import detect_box
+        return self.locator.locate(image, gt_lmk, first, primary_only)
 
-        t0 = time.perf_counter()
-        try:
-            if self.detector == "gt":
-                if gt_lmk is None or not np.isfinite(gt_lmk).all():
-                    return None, "gt-missing"
-                return detect_box(image, "gt", gt_lmk, self.enlarge), "gt"
-            box = detect_box(image, self.detector, enlarge=self.enlarge)
-            if box is not None:
-                return box, self.detector
-            if self.detector == "mtcnn" and not primary_only:
-                box = detect_box(image, "haar", enlarge=self.enlarge)
-                if box is not None:
-                    return box, "haar"
-            if not first:
-                return None, "none"
-            if self.fallback == "gt" and gt_lmk is not None and np.isfinite(gt_lmk).all():
-                return detect_box(image, "gt", gt_lmk, self.enlarge), "fallback-gt"
-            h, w = image.shape[:2]
-            return square_box(np.float64(w / 2), np.float64(h / 2), np.float64(0.6 * min(h, w))), "fallback-centre"
-        finally:
-            self.detector_seconds += time.perf_counter() - t0
-
-    def _estimate(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        self.crop_box = np.asarray(box, np.float64)  # the crop being estimated (read by test oracles)
-        lmk01, alpha_id = self.predict(image_to_tensor(crop_image(image, box, self.size, self.border)))
+    def estimate(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """G's estimate in the crop ``box`` of ``image``: ``(landmarks (68, 2) in image pixels, alpha_id or None)``."""
+        lmk01, alpha_id = self.predict(self.crop(image, box))
         return from_crop(np.asarray(lmk01, np.float64).reshape(-1, 2), box), alpha_id
 
     def lost_reason(self, lmk_px: np.ndarray, alpha_id: np.ndarray | None, image_shape: tuple[int, ...]
@@ -247,7 +310,7 @@ class Tracker:
             status = "detected"
         else:
             box, source, status = self.next_box, "previous", "tracked"
-        lmk, alpha_id = self._estimate(image, box)
+        lmk, alpha_id = self.estimate(image, box)
         reason = None
         if self.redetect == "auto":
             reason = self.lost_reason(lmk, alpha_id, image.shape)
@@ -267,14 +330,14 @@ class Tracker:
                 if new_box is not None:
                     box, source, status = new_box, new_source, "redetected"
                     self.confirmed = self.confirmed or new_source == self.detector
-                    lmk, alpha_id = self._estimate(image, box)
+                    lmk, alpha_id = self.estimate(image, box)
                     reason2 = self.lost_reason(lmk, alpha_id, image.shape)
                     if reason2 is not None and reason2 != "size-jump":
                         status = "lost"
                 else:
                     status = "lost"
         if np.isfinite(lmk).all() and status != "lost":
-            self.next_box = np.asarray(box_from_landmarks(lmk, self.enlarge), np.float64)
+            self.next_box = self.box_after(lmk)
             x0, y0, x1, y1 = landmark_bbox(lmk)
             self.last_side = float(max(x1 - x0, y1 - y0))
         elif self.next_box is None or not np.isfinite(lmk).all():
@@ -287,8 +350,6 @@ class Tracker:
             max_frames: int | None = None, progress: bool = False, desc: str = "track",
             on_step: Callable[[int, np.ndarray, TrackStep], None] | None = None) -> TrackResult:
         """Track every frame (up to ``max_frames``); ``on_step(k, frame, step)`` is called after each frame."""
-        from tqdm.auto import tqdm
-
         self.reset()
         steps: list[TrackStep] = []
         total = None if gt_landmarks is None else len(gt_landmarks)
@@ -307,15 +368,13 @@ class Tracker:
                 bar.update(1)
         seconds = time.perf_counter() - t0
         if not steps:
-            from tdd_lite.errors import DataError
-
             raise DataError("no frames to track (empty video or max_frames = 0)")
         return TrackResult(np.stack([s.landmarks for s in steps]), np.stack([s.box for s in steps]),
                            [s.status for s in steps], [s.source for s in steps], [s.reason for s in steps],
                            seconds, self.detector_seconds)
 
 
-class TrackingCropper:
+class TrackingCropper(_TrackCore):
     """The bare protocol without re-detection, driven by the caller (kept for notebook 02 and the tests):
     ``image, box = cropper.next(frame, gt_lmk)``, then ``pred_px = cropper.update(pred01)``.
 
@@ -329,7 +388,8 @@ class TrackingCropper:
             raise ValueError(f"mode must be 'haar', 'mtcnn' or 'gt', got {mode!r}")
         if fallback not in ("gt", "centre"):
             raise ValueError(f"fallback must be 'gt' or 'centre', got {fallback!r}")
-        self.size, self.mode, self.enlarge, self.fallback, self.border = size, mode, enlarge, fallback, border
+        super().__init__(size, FaceLocator(mode, enlarge, fallback), border)
+        self.mode, self.fallback = mode, fallback
         self.reset()
 
     def reset(self) -> None:
@@ -340,21 +400,10 @@ class TrackingCropper:
         self.frame_index = -1
 
     def first_box(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> np.ndarray:
-        from tdd_lite.data.detect import detect_box
-
-        if self.mode == "gt":
-            self.first_source = "gt"
-            return detect_box(image, "gt", gt_lmk, self.enlarge)
-        box = detect_box(image, self.mode, enlarge=self.enlarge)
-        if box is not None:
-            self.first_source = self.mode
-            return box
-        if self.fallback == "gt" and gt_lmk is not None:
-            self.first_source = "fallback-gt"
-            return detect_box(image, "gt", gt_lmk, self.enlarge)
-        h, w = image.shape[:2]
-        self.first_source = "fallback-centre"
-        return square_box(np.float64(w / 2), np.float64(h / 2), np.float64(0.6 * min(h, w)))
+        box, self.first_source = self.locator.locate(image, gt_lmk, first=True)
+        if box is None:  # mode "gt" without (finite) ground truth
+            raise ValueError("mode='gt' needs gt_lmk, the finite (68, 2) ground-truth landmarks of this frame")
+        return box
 
     def next(self, image: np.ndarray, gt_lmk: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """Crop the next frame: ``((3, S, S) float32 tensor, box)``. Call :meth:`update` before the next one."""
@@ -366,7 +415,7 @@ class TrackingCropper:
             box = self.next_box
         self.frame_index += 1
         self.box, self.next_box = np.asarray(box, dtype=np.float64), None
-        return image_to_tensor(crop_image(image, self.box, self.size, self.border)), self.box.copy()
+        return self.crop(image, self.box), self.box.copy()
 
     def update(self, pred_lmk01: np.ndarray | torch.Tensor) -> np.ndarray:
         """Record this frame's estimate (68, 2) in crop coordinates; returns it in image pixels."""
@@ -377,7 +426,7 @@ class TrackingCropper:
         px = from_crop(p.reshape(-1, 2), self.box)
         if not np.isfinite(px).all():
             raise ValueError(f"frame {self.frame_index}: the estimate contains NaN/inf; cannot place the next crop")
-        self.next_box = np.asarray(box_from_landmarks(px, self.enlarge))
+        self.next_box = self.box_after(px)
         return px
 
 
@@ -397,8 +446,6 @@ TRACK_MARKER = "track.json"
 
 
 def add_arguments(p) -> None:
-    from tdd_lite.errors import positive_float, positive_int
-
     p.add_argument("video", help="a video file OpenCV reads, or a folder of images (sorted by name)")
     p.add_argument("--checkpoint", default=None,
                    help="a trainer checkpoint (tdd-lite train) or a reference-format .pt with its .json sidecar "
@@ -423,8 +470,6 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
     """A fresh partial folder beside ``out`` (:func:`tdd_lite.files.make_partial_dir`, the same mechanism
     as synth: marked, removed by the next run once its process is gone); refuses to replace anything that is not
     an earlier track output."""
-    from tdd_lite.files import make_partial_dir, remove_stale_partials
-
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
             raise UsageError(f"--out {out}: exists and is not a folder")
@@ -443,9 +488,6 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
 
 
 def _mesh_overlay(frame: np.ndarray, model3dmm, outputs, box: np.ndarray, triangles) -> np.ndarray:
-    from tdd_lite.data.crops import camera_from_crop
-    from tdd_lite.render import image_vertices, render
-
     alpha_id, alpha_exp, cam01 = outputs
     shape = model3dmm.shape(alpha_id[None].to(model3dmm.mean_shape), alpha_exp[None].to(model3dmm.mean_shape))[0]
     cam = camera_from_crop(cam01.numpy(), np.asarray(box, np.float64))
@@ -454,20 +496,6 @@ def _mesh_overlay(frame: np.ndarray, model3dmm, outputs, box: np.ndarray, triang
 
 
 def run(args) -> int:
-    import json
-    import os
-    import shutil
-
-    from tdd_lite.config import pick_device
-    from tdd_lite.data.pts import write_pts
-    from tdd_lite.errors import DataError
-    from tdd_lite.files import PARTIAL_MARKER, remove_partial
-    from tdd_lite.filters import make_filter
-    from tdd_lite.morphable import load_teaching_model
-    from tdd_lite.reference import resolve_net
-    from tdd_lite.render import draw_landmarks
-    from tdd_lite.video_io import FrameSource, OverlayWriter
-
     if args.detector == "mtcnn":
         from tdd_lite.data.detect import require_mtcnn
 

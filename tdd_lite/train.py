@@ -34,8 +34,9 @@ Choices (the paper leaves them open):
 * Two switches beyond the paper, off in ``paper``: ``adv_warmup`` (ramp G's adversarial weights from 0 over a
   fraction of the run) and ``adv_camera_grad=False`` (D_ID/D_ED's gradient reaches only alpha_id/alpha_exp).
 
-Configs: ``paper`` (256 px, batch 20, 500 epochs, GPU), ``fast`` (CPU, 64 px, 1500 steps, JPEG frame cache),
-``smoke`` (seconds, tests). ``--steps N`` overrides the number of steps (the lr schedule then spans N steps).
+Configs (:mod:`tdd_lite.train_config`): ``paper`` (256 px, batch 20, 500 epochs, GPU), ``fast`` (CPU, 64 px,
+1500 steps, JPEG frame cache), ``smoke`` (seconds, tests). ``--steps N`` overrides the number of steps (the lr
+schedule then spans N steps).
 Measured on this project's 2-core CPU (quiet machine): ``--config fast --synth-if-missing`` (160 videos x 25
 frames, seed 0) lowered the validation NME (held-out test videos A+B+C, GT crops, bbox normalisation) from
 14.65% to 6.58% at the last step (0.45x; best 6.35% at step 1200): 332 s of training, 7 min 24 s in all with
@@ -64,20 +65,14 @@ Backend: NCCL on CUDA, gloo on CPU. BatchNorm statistics are per process (rank 0
 schedules and the data position exactly, but the checkpoint holds rank 0's RNG state only, so dropout masks
 after a multi-process resume differ from the uninterrupted run (the single-process resume is bit-exact).
 
-Checkpoints (``OUT/checkpoint.pt``) hold G, the three Ds, both optimizers and schedulers, the AMP scaler,
-the step and every RNG state (torch, numpy, python; the data position is a function of the step), stored as
-tensors and plain types so ``torch.load(..., weights_only=True)`` reads them. ``--resume`` continues exactly
-(tested: N steps == N/2 + resume + N/2, bit for bit, on the CPU in one process).
-
-Trust (format ``tdd_lite.train/2``): every checkpoint carries a sha256 of its payload (:func:`payload_checksum`:
-each tensor's dtype, shape and bytes and the JSON of every other value, walked in sorted-key order), checked at
-load (``checksum mismatch`` names the file). Checkpoints of the older format ``tdd_lite.train/1`` have no
-checksum: they are accepted with an :class:`UnverifiedCheckpointWarning` (and every structural check).
-``--resume`` refuses a checkpoint whose config differs in anything that changes the model or the data
-(:data:`RESUME_FREE_FIELDS` lists the few that may change) and names each field with both values. A save that
-fails (an exception, SIGTERM or Ctrl-C during ``torch.save``) removes its temp file; the next save, and the
-trainer's start, remove ``checkpoint.pt.tmp<pid>`` files left by processes that no longer run (SIGKILL).
-On resume ``metrics.jsonl`` is cut back (atomically) to the resumed step, so no step is logged twice.
+Checkpoints (``OUT/checkpoint.pt``, :mod:`tdd_lite.checkpoint`: format, checksum, atomic saving) hold G, the three
+Ds, both optimizers and schedulers, the AMP scaler, the step and every RNG state (torch, numpy, python; the data
+position is a function of the step). ``--resume`` continues exactly (tested: N steps == N/2 + resume + N/2, bit for
+bit, on the CPU in one process). ``--resume`` refuses a checkpoint whose config differs in anything that changes
+the model or the data (:data:`tdd_lite.train_config.RESUME_FREE_FIELDS` lists the few that may change) and names
+each field with both values. On resume ``metrics.jsonl`` is cut back (atomically) to the resumed step, so no step
+is logged twice. SIGTERM during ``tdd-lite train`` raises ``KeyboardInterrupt``
+(:func:`tdd_lite.files.sigterm_raises`), so a checkpoint being written leaves no temp file behind.
 """
 
 from __future__ import annotations
@@ -86,19 +81,14 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
-import math
 import os
-import pickle
 import random
-import re
-import signal
+import resource
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,222 +97,39 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
 
 from tdd_lite import displacement as disp
 from tdd_lite import losses
-from tdd_lite.config import default_threads, describe_run, device_name, fast_mode, pick_device
+from tdd_lite.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    one_line,
+    payload_checksum,
+    save_checkpoint,
+    seal_checkpoint,
+)
+from tdd_lite.commands import module_main
+from tdd_lite.config import default_threads, describe_run, device_name, fast_mode, pick_device, work_dir
+from tdd_lite.data import synth
+from tdd_lite.data.pairs import FrameDataset, FramePairDataset
+from tdd_lite.data.vw300 import require_valid, select_videos
 from tdd_lite.discriminators import DISCRIMINATOR_NAMES, DisplacementDiscriminator
 from tdd_lite.errors import CheckpointError, DataError, TddError, UsageError, bounded_int
-from tdd_lite.files import remove_stale_temp_files
-from tdd_lite.morphable import MorphableModel
+from tdd_lite.files import atomic_write, remove_stale_temp_files, sigterm_raises
+from tdd_lite.metrics import nme
+from tdd_lite.morphable import MorphableModel, load_teaching_model
 from tdd_lite.network import AlignmentNet, predict_landmarks
+from tdd_lite.reference import is_reference_file, load_reference
+from tdd_lite.train_config import CONFIG_NAMES, TrainConfig, config_differences, get_config, lr_factor
 
-CONFIG_NAMES = ("paper", "reference", "fast", "ablation", "finetune", "smoke")
 # the Synth300VW set `--synth-if-missing` writes: many identities (70 training videos), short videos
 FAST_SYNTH = {"videos": 160, "frames": 25}
-SCHEDULES = ("cosine", "exponential")
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = "tdd_lite.train/2"  # /2: with a payload checksum
-OLD_CHECKPOINT_FORMATS = ("tdd_lite.train/1",)  # no checksum: accepted with a warning
 METRICS_NAME = "metrics.jsonl"
-# config fields that change neither the model nor the data a step sees: --resume may change these
-RESUME_FREE_FIELDS = ("name", "eval_every", "log_every", "checkpoint_every", "num_workers", "frame_cache",
-                      "val_samples", "val_split", "debug_nan_step")
-# config fields added after checkpoints existed, with the value every run before them used (the checksum covers the
-# stored config, so the default is filled in after verification)
-ADDED_CONFIG_FIELDS = {"jitter_shift": 0.05, "jitter_scale": 0.05, "land_prev": False, "init_from": None,
-                       "real_disp": "paper"}
-REAL_DISPS = ("paper", "truth")
 # which displacement pair each discriminator reads
 _DISP_KEYS = {"id": ("real_id_disp", "fake_id_disp"), "exp": ("real_exp_disp", "fake_exp_disp"),
               "temporal": ("real_temporal_disp", "fake_temporal_disp")}
-
-
-# ==================================================================================== configuration
-@dataclass
-class TrainConfig:
-    """Everything a run depends on. Build with :func:`get_config`; :meth:`validate` names any bad value."""
-
-    name: str = "paper"
-    image_size: int = 256
-    batch_size: int = 20  # global batch (split over DDP processes)
-    epochs: float = 500.0  # used when ``steps`` is None
-    steps: int | None = None
-    lr: float = 1e-3
-    lr_final: float = 1e-5
-    schedule: str = "cosine"  # "cosine" or "exponential" decay from lr to lr_final over the run
-    max_interval: int = 6  # frame interval drawn from 1..max_interval
-    # Crop-box augmentation, as fractions of the box side: the centre moves by up to jitter_shift per axis and the
-    # side scales by a factor in [1 - jitter_scale, 1 + jitter_scale]. Sized like the error of a previous
-    # frame's estimate under tracking (measured on the fast checkpoint trained with 0.05/0.05: box-centre error
-    # p90 6-7% of the side in A/B, box-scale error p90 16-52%), so G learns to correct an off crop instead of
-    # copying its error into the next one (the paper crops training frames from the previous estimate).
-    jitter_shift: float = 0.15
-    jitter_scale: float = 0.25
-    use_id: bool = True
-    use_ed: bool = True
-    use_td: bool = True
-    lambda_id: float = losses.LAMBDA_ID
-    lambda_ed: float = losses.LAMBDA_ED
-    lambda_td: float = losses.LAMBDA_TD
-    landmark_norm: str = "frobenius"  # reading of eq. 1's ||.||_2 (see tdd_lite.losses.landmark_loss)
-    adv_warmup: float = 0.0  # fraction of the run over which G's adversarial weights ramp linearly from 0 to lambda
-    adv_camera_grad: bool = True  # let D_ID/D_ED's adversarial gradient reach the camera (False: shape params only)
-    # Eq. 1 on the previous frame I' too: G already runs on I' (Fig. 2, for D_TD), so its landmark loss is free
-    # supervision (twice the labelled crops per step for the same forward pass). Off in the paper's preset.
-    land_prev: bool = False
-    train_split: str = "train"
-    val_split: str = "test"
-    val_samples: int = 500  # frames of the held-out split used for validation NME (evenly spaced)
-    eval_every: int = 2000  # steps; 0 = never (the first evaluation is at step 0)
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    num_workers: int = 4
-    frame_cache: bool = False  # decode the videos once into a JPEG cache under the work folder (fast random access)
-    seed: int = 0
-    amp: bool = True  # used on CUDA only
-    channels_last: bool = True
-    debug_nan_step: int | None = None  # test hook: corrupt U at this step to exercise the NaN stop
-    # G's starting weights: None = from scratch; else "sha256:..." of the G weights loaded by ``--init-from``
-    # (a trainer checkpoint or the reference file), so that a fine-tune records what it started from
-    init_from: str | None = None
-    # D_ID / D_ED's real inputs: "paper" = eq. 4/9 (U - v_exp, U - v_id, with G's estimate inside); "truth" = our
-    # extension, the true identity/expression displacements from Synth300VW's parameters
-    # (displacement.true_id_exp_disp; needs params.npz beside every training video)
-    real_disp: str = "paper"
-
-    def validate(self) -> TrainConfig:
-        def bad(field: str, want: str) -> UsageError:
-            return UsageError(f"config {self.name!r}: {field}={getattr(self, field)!r}, expected {want}")
-
-        for f in ("image_size", "batch_size", "max_interval", "val_samples", "log_every", "checkpoint_every"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise bad(f, "a positive integer")
-        for f in ("eval_every", "num_workers", "seed"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise bad(f, "an integer >= 0")
-        if self.image_size < 32:
-            raise bad("image_size", ">= 32 (ResNet-18 downsamples by 32)")
-        for f in ("name", "train_split", "val_split", "schedule", "landmark_norm", "real_disp"):
-            if not isinstance(getattr(self, f), str):
-                raise bad(f, "a string")
-        for f in ("use_id", "use_ed", "use_td", "adv_camera_grad", "frame_cache", "amp", "channels_last", "land_prev"):
-            if not isinstance(getattr(self, f), bool):
-                raise bad(f, "true or false")
-        if self.debug_nan_step is not None and (not isinstance(self.debug_nan_step, int)
-                                                or isinstance(self.debug_nan_step, bool)):
-            raise bad("debug_nan_step", "an integer or None")
-        if self.init_from is not None and not (isinstance(self.init_from, str)
-                                               and self.init_from.startswith("sha256:")):
-            raise bad("init_from", "None or 'sha256:HEX' (set by --init-from)")
-        if self.steps is not None and (not isinstance(self.steps, int) or isinstance(self.steps, bool)
-                                       or self.steps < 1):
-            raise bad("steps", "a positive integer or None")
-        if self.steps is None and not (isinstance(self.epochs, int | float) and not isinstance(self.epochs, bool)
-                                       and math.isfinite(self.epochs) and self.epochs > 0):
-            raise bad("epochs", "a positive number (or set steps)")
-        if self.max_interval > 1000:
-            raise bad("max_interval", "at most 1000 frames")
-        if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
-            raise bad("lr", "a number in (0, 1)")
-        if not (isinstance(self.lr_final, float | int) and 0 < self.lr_final <= self.lr):
-            raise bad("lr_final", f"a number in (0, lr={self.lr}]")
-        if not (isinstance(self.adv_warmup, float | int) and 0 <= self.adv_warmup <= 1):
-            raise bad("adv_warmup", "a fraction in [0, 1]")
-        if not (isinstance(self.jitter_shift, float | int) and 0 <= self.jitter_shift <= 0.5):
-            raise bad("jitter_shift", "a fraction of the box side in [0, 0.5]")
-        if not (isinstance(self.jitter_scale, float | int) and 0 <= self.jitter_scale <= 0.9):
-            raise bad("jitter_scale", "a fraction in [0, 0.9]")
-        if self.real_disp not in REAL_DISPS:
-            raise bad("real_disp", f"one of {REAL_DISPS}")
-        if self.landmark_norm not in losses.LANDMARK_NORMS:
-            raise bad("landmark_norm", f"one of {losses.LANDMARK_NORMS}")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {SCHEDULES}")
-        for f in ("lambda_id", "lambda_ed", "lambda_td"):
-            v = getattr(self, f)
-            if not (isinstance(v, float | int) and v >= 0 and math.isfinite(v)):
-                raise bad(f, "a finite number >= 0")
-        return self
-
-    @property
-    def lambdas(self) -> losses.Lambdas:
-        return losses.Lambdas(id=self.lambda_id, exp=self.lambda_ed, temporal=self.lambda_td)
-
-    @property
-    def enabled(self) -> tuple[str, ...]:
-        """The discriminators in use, by name (``id``, ``exp``, ``temporal``)."""
-        on = {"id": self.use_id, "exp": self.use_ed, "temporal": self.use_td}
-        return tuple(n for n in DISCRIMINATOR_NAMES if on[n])
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-_PRESETS: dict[str, dict] = {
-    # Section 4.1: 256x256 crops, batch 20, 500 epochs, Adam 1e-3 -> 1e-5, interval 1..6.
-    "paper": {},
-    # CPU, a few minutes: 64 px crops, 1500 steps (~5-6 min on 2 cores), validation every 100 steps.
-    "fast": dict(image_size=64, steps=1500, val_samples=120, eval_every=100, log_every=10, checkpoint_every=200,
-                 num_workers=2, frame_cache=True),
-    # The Table 3 grid (tdd_lite.experiments): 8 configurations x 3 seeds in at most 90 minutes on 2 CPU cores,
-    # two runs side by side with one thread each (measured: 1.87 steps/s per run at 64 px, batch 20).
-    "ablation": dict(image_size=64, steps=400, val_samples=60, eval_every=200, log_every=10, checkpoint_every=100,
-                     num_workers=1, frame_cache=True),
-    # The recipe of the shipped reference model (tdd_lite.reference; benchmarks/time_to_accuracy.py measured it
-    # against `fast`): eq. 1 on both frames of each pair, so 10 pairs give the 20 labelled crops per update of
-    # the paper's batch for half the compute; every video of a large Synth300VW set (many identities:
-    # `tdd-lite synth --videos 999 --frames 25`); validation per category on another set (--val-data); no
-    # DataLoader workers (on 2 busy cores they only compete with the training thread).
-    "reference": dict(image_size=64, batch_size=10, steps=3200, land_prev=True, train_split="all",
-                      val_samples=240, eval_every=250, log_every=50, checkpoint_every=250, num_workers=0,
-                      frame_cache=True),
-    # Table 3 at convergence (tdd_lite.experiments --preset finetune --init-from FILE): every configuration
-    # continues one pre-trained G (the shipped reference) for the same 400 steps of the reference recipe at a
-    # fine-tuning rate; the Ds start fresh; no validation pass (the grid evaluates every run by tracking).
-    "finetune": dict(image_size=64, batch_size=10, steps=400, lr=3e-4, land_prev=True, train_split="all",
-                     eval_every=0, log_every=20, checkpoint_every=100, num_workers=0, frame_cache=True),
-    # Seconds, for tests: tiny crops, a handful of steps, a small batch.
-    "smoke": dict(image_size=32, batch_size=4, steps=6, val_samples=8, eval_every=3, log_every=1,
-                  checkpoint_every=3, num_workers=0),
-}
-
-
-def get_config(name: str, **overrides) -> TrainConfig:
-    """The named preset (``paper``, ``fast``, ``smoke``) with ``overrides`` applied, validated."""
-    if name not in _PRESETS:
-        raise UsageError(f"unknown config {name!r}: choose one of {', '.join(CONFIG_NAMES)}")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise UsageError(f"unknown config field(s) {sorted(unknown)}")
-    return TrainConfig(name=name, **{**_PRESETS[name], **overrides}).validate()
-
-
-def ablation_configs(base: str = "paper", **overrides) -> dict[str, TrainConfig]:
-    """The 8 rows of Table 3: every on/off combination of D_ID, D_ED and D_TD, labelled as in the paper."""
-    rows = {
-        "Without all": (False, False, False), "With D_ID": (True, False, False), "With D_ED": (False, True, False),
-        "With D_TD": (False, False, True), "With D_ID, D_ED": (True, True, False),
-        "With D_ID, D_TD": (True, False, True), "With D_ED, D_TD": (False, True, True),
-        "With D_ID, D_ED, D_TD": (True, True, True),
-    }
-    return {label: get_config(base, use_id=i, use_ed=e, use_td=t, **overrides) for label, (i, e, t) in rows.items()}
-
-
-def lr_factor(step: int, total: int, lr: float, lr_final: float, schedule: str = "cosine") -> float:
-    """Multiplier of ``lr`` at ``step`` so that it decays from ``lr`` to ``lr_final`` at ``total``.
-
-    ``cosine``: ``lr_final + (lr - lr_final) (1 + cos(pi s / total)) / 2`` (stays high for longer: better for
-    short runs); ``exponential``: ``lr (lr_final / lr) ** (s / total)``.
-    """
-    frac = min(step, total) / max(total, 1)
-    if schedule == "exponential":
-        return (lr_final / lr) ** frac
-    if schedule == "cosine":
-        return (lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))) / lr
-    raise ValueError(f"unknown schedule {schedule!r}: expected one of {SCHEDULES}")
 
 
 # ===================================================================================== data feeding
@@ -479,8 +286,6 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # BatchNorm statistics stay per process during training (no buffer broadcast before every forward);
             # rank 0's are the ones saved. (Newer torch spells this forward_sync_buffers=False.)
-            import inspect
-
             params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
             key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
             no_sync = {key: False}
@@ -537,11 +342,7 @@ class Trainer:
         """
         if self.rank != 0:
             return None
-        path = Path(path) if path is not None else self.checkpoint_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(path.parent, path.name)
-        _atomic_write(path, lambda tmp: torch.save(self.state_dict(), tmp))
-        return path
+        return save_checkpoint(self.state_dict(), path if path is not None else self.checkpoint_path)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
         """Restore everything from a checkpoint of THIS run (same config and data, see ``RESUME_FREE_FIELDS``).
@@ -580,7 +381,7 @@ class Trainer:
             try:
                 obj.load_state_dict(state[key])
             except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
-                raise CheckpointError(f"{path}: {key} does not fit this run ({_one_line(e)})") from e
+                raise CheckpointError(f"{path}: {key} does not fit this run ({one_line(e)})") from e
         self.step = int(step)
         clock = state.get("clock")
         if isinstance(clock, dict) and all(isinstance(clock.get(k), float) for k in self._resumed_clock):
@@ -589,7 +390,7 @@ class Trainer:
             try:
                 _set_rng_state(state["rng"])
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-                raise CheckpointError(f"{path}: rng state is malformed ({_one_line(e)})") from e
+                raise CheckpointError(f"{path}: rng state is malformed ({one_line(e)})") from e
         if self.rank == 0:
             truncate_metrics(self.out / METRICS_NAME, self.step)
 
@@ -607,9 +408,6 @@ class Trainer:
         prev_image = batch["prev_image"].to(dev, non_blocking=True)
         gt = batch["gt_lmk"].to(dev, torch.float32)
         prev_gt = batch["prev_gt_lmk"].to(dev, torch.float32)
-        if cfg.debug_nan_step is not None and self.step == cfg.debug_nan_step:
-            gt = gt.clone()
-            gt[0, 0, 0] = float("nan")
         b = image.shape[0]
         self.g.train()
         for d in self.ds.values():
@@ -719,8 +517,6 @@ class Trainer:
     def evaluate_categories(self, max_samples: int | None = None) -> dict[str, float]:
         """Validation NME in % per validation set (``{"all": nme}`` for a single set), on ``val_samples``
         evenly spaced frames of each (GT crops, no augmentation)."""
-        from tdd_lite.metrics import nme
-
         if self.val_set is None:
             raise ValueError("no validation set")
         sets = self.val_set if isinstance(self.val_set, dict) else {"all": self.val_set}
@@ -759,8 +555,6 @@ class Trainer:
 
     def fit(self, steps: int | None = None) -> dict:
         """Train until ``steps`` total steps (default: the config's total). Returns a summary dict."""
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         end = min(self.total_steps, steps) if steps is not None else self.total_steps
         sampler = ResumableSampler(len(self.train_set), self.local_batch, cfg.seed, self.rank, self.world,
@@ -817,8 +611,6 @@ class Trainer:
 def _cpu_seconds() -> float:
     """CPU seconds (user + system) of this process and its live and finished child processes (DataLoader
     workers), so that "CPU minutes" counts the data loading too."""
-    import resource
-
     total = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     try:
@@ -856,177 +648,7 @@ class _TrainClock:
                 "train_cpu_s": round(self.base_cpu + _cpu_seconds() - self.cpu0 - self.excl_cpu, 3)}
 
 
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to ``path.tmp<pid>``, then rename over ``path``; the temp file never outlives a failure."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-# ================================================================================== checkpoint I/O
-class UnverifiedCheckpointWarning(UserWarning):
-    """A checkpoint of the old format (no checksum) was loaded: its bytes could not be verified."""
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
-def _feed(h, obj) -> None:
-    """Hash ``obj`` structurally: tensors by dtype, shape and bytes; everything else as typed JSON."""
-    if isinstance(obj, Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(obj, dict):
-        h.update(f"{{{len(obj)}|".encode())
-        for k in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
-            _feed(h, k)
-            _feed(h, obj[k])
-        h.update(b"}")
-    elif isinstance(obj, list | tuple):
-        h.update(f"[{len(obj)}|".encode())
-        for x in obj:
-            _feed(h, x)
-        h.update(b"]")
-    else:
-        plain = obj if isinstance(obj, str | int | float | bool) or obj is None else repr(obj)
-        h.update(f"{type(obj).__name__}:".encode() + json.dumps(plain).encode() + b"|")
-
-
-def payload_checksum(state: dict) -> str:
-    """``sha256:HEX`` over every field of a checkpoint except ``checksum`` itself (deterministic order)."""
-    h = hashlib.sha256()
-    _feed(h, {k: v for k, v in state.items() if k != "checksum"})
-    return "sha256:" + h.hexdigest()
-
-
-def seal_checkpoint(state: dict) -> dict:
-    """``state`` with its ``checksum`` field (re)computed."""
-    out = {k: v for k, v in state.items() if k != "checksum"}
-    out["checksum"] = payload_checksum(out)
-    return out
-
-
-# field -> expected type of a checkpoint's top level
-_CHECKPOINT_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "config": dict, "step": int, "total_steps": int, "world_size": int, "n_id": int, "n_exp": int,
-    "G": dict, "D": dict, "opt_g": dict, "opt_d": dict, "sched_g": dict, "sched_d": dict, "scaler": dict,
-    "rng": dict}
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read and verify a trainer checkpoint; :class:`CheckpointError` (naming the file) if it is unusable.
-
-    ``weights_only=True`` (nothing in the file can run code); the format tag; the payload checksum
-    (``checksum mismatch``); the fields, their types, the config (as :meth:`TrainConfig.validate` checks it),
-    ``0 <= step <= total_steps``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file (e.g. {path / CHECKPOINT_NAME})")
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a regular file (a FIFO or device?), expected a checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file, not a checkpoint (an interrupted copy?)")
-    try:
-        with warnings.catch_warnings():  # torch's own chatter about pickle protocols of a foreign file
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        text = _one_line(e, 10_000)
-        glob = re.search(r"(?:unsupported GLOBAL|Unsupported global:?)\s+(?:GLOBAL\s+)?([\w.]+)", text)
-        if glob:
-            raise CheckpointError(f"{path}: refused: the file references the Python object {glob.group(1)} "
-                                  f"(loading it could run code); a checkpoint holds only tensors and plain "
-                                  f"values") from e
-        why = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
-        raise CheckpointError(f"{path}: cannot read checkpoint: not a PyTorch file, truncated or corrupted? "
-                              f"({why.group(1) if why else _one_line(e, 160)})") from e
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: cannot read checkpoint: not a complete PyTorch file, truncated or "
-                              f"corrupted? ({type(e).__name__}: {_one_line(e, 160)})") from e
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: not a tdd_lite training checkpoint (it holds a {type(state).__name__})")
-    fmt = state.get("format")
-    if fmt in OLD_CHECKPOINT_FORMATS:
-        warnings.warn(f"{path}: checkpoint format {fmt} has no checksum, its contents cannot be verified "
-                      f"(save it again with this version to add one)", UnverifiedCheckpointWarning, stacklevel=2)
-    elif fmt != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a tdd_lite training checkpoint (format tag {fmt!r}, "
-                              f"expected {CHECKPOINT_FORMAT!r})")
-    else:
-        stored = state.get("checksum")
-        if not isinstance(stored, str):
-            raise CheckpointError(f"{path}: format {fmt} but no checksum field: the file was altered")
-        actual = payload_checksum(state)
-        if stored != actual:
-            raise CheckpointError(f"{path}: checksum mismatch (stored {stored[:19]}..., contents {actual[:19]}...): "
-                                  f"the file is corrupted or was modified; do not use it")
-    missing = [k for k in _CHECKPOINT_FIELDS if k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: missing field(s) {', '.join(missing)}")
-    for k, want in _CHECKPOINT_FIELDS.items():
-        if not isinstance(state[k], want) or (want is int and isinstance(state[k], bool)):
-            raise CheckpointError(f"{path}: field {k!r} is a {type(state[k]).__name__}, expected {want.__name__}")
-    cfg = state["config"]
-    for k, v in ADDED_CONFIG_FIELDS.items():  # checkpoints written before a field existed ran with its old value
-        cfg.setdefault(k, v)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown, absent = sorted(set(cfg) - known), sorted(known - set(cfg))
-    if unknown or absent:
-        raise CheckpointError(f"{path}: config fields do not match this version (unknown {unknown}, missing "
-                              f"{absent})")
-    try:
-        TrainConfig(**cfg).validate()
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: bad config in the checkpoint: {_one_line(e)}") from e
-    for k in ("total_steps", "world_size", "n_id", "n_exp"):
-        if state[k] < 1:
-            raise CheckpointError(f"{path}: {k}={state[k]}, expected a positive integer")
-    if not 0 <= state["step"] <= state["total_steps"]:
-        raise CheckpointError(f"{path}: step {state['step']} is outside 0..{state['total_steps']} (its total steps)")
-    return state
-
-
-def load_alignment_net(path: str | Path, model3dmm: MorphableModel, device: str | torch.device = "cpu",
-                       state: dict | None = None) -> AlignmentNet:
-    """G from a trainer checkpoint, in eval mode (what evaluation, tracking and later notebooks use).
-
-    ``state``: what :func:`load_checkpoint` already returned for ``path`` (saves reading the file twice).
-    """
-    path = Path(path)
-    state = load_checkpoint(path) if state is None else state
-    if (state["n_id"], state["n_exp"]) != (model3dmm.n_id, model3dmm.n_exp):
-        raise CheckpointError(f"{path}: G was trained for a 3DMM with {state['n_id']} identity + {state['n_exp']} "
-                              f"expression modes, this 3DMM has {model3dmm.n_id} + {model3dmm.n_exp}")
-    net = AlignmentNet(n_id=state["n_id"], n_exp=state["n_exp"])
-    try:
-        net.load_state_dict(state["G"])
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: G's weights do not fit the network ({_one_line(e)})") from e
-    for name, t in state["G"].items():
-        if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
-            raise CheckpointError(f"{path}: G weight {name} holds NaN/inf values")
-    return net.to(device).eval()
-
-
-def config_differences(saved: dict, cfg: TrainConfig) -> list[str]:
-    """``field (checkpoint X, this run Y)`` for every config field that differs and matters for a resume."""
-    now = cfg.to_dict()
-    return [f"{k} (checkpoint {saved.get(k)!r}, this run {now[k]!r})" for k in now
-            if k not in RESUME_FREE_FIELDS and saved.get(k) != now[k]]
-
-
+# ====================================================================================== metrics log
 def truncate_metrics(path: str | Path, step: int) -> int:
     """Drop ``metrics.jsonl`` records after ``step`` (atomically); returns how many were dropped.
 
@@ -1052,25 +674,8 @@ def truncate_metrics(path: str | Path, step: int) -> int:
             continue
         keep.append(line if line.endswith("\n") else line + "\n")
     if dropped:
-        _atomic_write(path, lambda tmp: tmp.write_text("".join(keep)))
+        atomic_write(path, "".join(keep))
     return dropped
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block SIGTERM raises ``KeyboardInterrupt`` (so ``finally`` clauses, e.g. temp-file cleanup, run)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 # ======================================================================================== curves
@@ -1087,33 +692,6 @@ def read_metrics(log_path: str | Path) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{i}: not a JSON line ({e})") from e
     return records
-
-
-def plot_curves(log_path: str | Path):
-    """Loss terms and validation NME against the step, from ``metrics.jsonl``. Returns the matplotlib Figure."""
-    import matplotlib.pyplot as plt
-
-    recs = read_metrics(log_path)
-    train = [r for r in recs if "landmark" in r]
-    val = [r for r in recs if "val_nme" in r]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
-    steps = [r["step"] for r in train]
-    ax1.plot(steps, [r["landmark"] for r in train], label="L_land (eq. 1)")
-    ax1.set_yscale("log")
-    ax1.set_title("landmark loss ([0,1] crop units)")
-    for key in ("D_id", "D_exp", "D_temporal", "G_id", "G_exp", "G_temporal"):
-        if any(key in r for r in train):
-            ax2.plot(steps, [r.get(key, np.nan) for r in train], label=key, ls="-" if key[0] == "D" else "--")
-    ax2.axhline(2 * math.log(2), color="grey", lw=0.8, ls=":", label="D at chance (2 ln 2)")
-    ax2.set_title("adversarial terms (D: eq. 6/11/14, G: eq. 16-18)")
-    ax3.plot([r["step"] for r in val], [r["val_nme"] for r in val], "o-")
-    ax3.set_title("validation NME (%, bbox)")
-    for ax in (ax1, ax2, ax3):
-        ax.set_xlabel("step")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 # =========================================================================================== CLI
@@ -1151,8 +729,6 @@ def build_val_sets(root: str | Path, cfg: TrainConfig, videos: dict[str, list[st
                    skip_bad: bool = False) -> dict:
     """Per-category validation sets (GT crops, no augmentation) from another 300VW-layout folder
     (``{"A": [ids], ...}``), decoded once into the frame cache: the trainer logs ``val_nme_A`` etc."""
-    from tdd_lite.data.pairs import FrameDataset
-
     cache = _frame_cache_dir(Path(root))
     return {cat: FrameDataset(root, ids, cfg.image_size, cache_dir=cache, skip_bad=skip_bad)
             for cat, ids in videos.items()}
@@ -1161,10 +737,6 @@ def build_val_sets(root: str | Path, cfg: TrainConfig, videos: dict[str, list[st
 def _frame_cache_dir(root: Path) -> Path:
     """The JPEG frame cache of ``root``, keyed by the folder AND its videos' sizes and modification times: a
     regenerated data set gets a fresh cache instead of silently pairing old frames with new landmarks."""
-    import hashlib
-
-    from tdd_lite.config import work_dir
-
     h = hashlib.sha256(str(root.resolve()).encode())
     for video in sorted(root.glob("*/vid.avi")):
         st = video.stat()
@@ -1182,12 +754,8 @@ def build_datasets(root: str | Path, cfg: TrainConfig, skip_bad: bool = False,
     With ``cfg.frame_cache`` the videos are decoded once into JPEGs under ``work_dir("frame_cache", ...)``
     (random access into a video otherwise costs a seek and a decode per frame).
     """
-    from tdd_lite.data.pairs import FrameDataset, FramePairDataset
-
     root = Path(root)
     if train_videos is None and cfg.train_split == "all":  # every video of the folder (the reference recipe)
-        from tdd_lite.data.vw300 import select_videos
-
         train_videos = select_videos(root, all_videos=True)["all"]
     cache = _frame_cache_dir(root) if cfg.frame_cache else None
     with_params = cfg.real_disp == "truth"
@@ -1223,24 +791,20 @@ def _init_distributed(device_arg: str | None) -> torch.device:
 def _init_weights(path: Path) -> tuple[dict, str]:
     """G's float32 state dict from a trainer checkpoint or a reference file (each verified by its own loader),
     and ``sha256:`` of those weights (what the config records)."""
-    from tdd_lite.reference import is_reference_file, load_reference
-
     if is_reference_file(path):
         net, _ = load_reference(path)
         state = net.state_dict()
     else:
         state = load_checkpoint(path)["G"]
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    h = hashlib.sha256()
-    _feed(h, state)
-    return state, "sha256:" + h.hexdigest()
+    return state, payload_checksum(state)  # the checksum of a checkpoint payload: sha256 over every tensor
 
 
 def _load_g(g: nn.Module, state: dict, source: str) -> None:
     try:
         g.load_state_dict(state)
     except (RuntimeError, KeyError) as e:
-        raise CheckpointError(f"--init-from {source}: G's weights do not fit this network ({_one_line(e)})") from e
+        raise CheckpointError(f"--init-from {source}: G's weights do not fit this network ({one_line(e)})") from e
 
 
 def _check_folder_arg(option: str, path: Path) -> None:
@@ -1248,11 +812,9 @@ def _check_folder_arg(option: str, path: Path) -> None:
         raise DataError(f"{option} {path}: is a file, expected a folder")
 
 
-def run(args: argparse.Namespace) -> int:
-    """``tdd-lite train``: every user error is a :class:`TddError` (one line from ``tdd_lite.cli``)."""
-    from tdd_lite.data.vw300 import require_valid, select_videos
-
-    fast_mode()  # a TDD_FAST typo is an error before anything starts
+def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict | None]:
+    """The run's config (the preset with the switches of the command line) and G's starting weights (None
+    unless ``--init-from``)."""
     overrides = {}
     if args.no_id:
         overrides["use_id"] = False
@@ -1267,7 +829,12 @@ def run(args: argparse.Namespace) -> int:
     init_state = None
     if args.init_from is not None:
         init_state, overrides["init_from"] = _init_weights(Path(args.init_from))
-    cfg = get_config(args.config, **overrides)
+    return get_config(args.config, **overrides), init_state
+
+
+def _prepare_paths(args: argparse.Namespace, cfg: TrainConfig) -> tuple[Path, Path]:
+    """``(data, out)`` after checking them (and ``--resume``, ``--backbone-weights``, ``--device``); generates
+    the data first with ``--synth-if-missing``."""
     data = Path(args.data)
     _check_folder_arg("--data", data)
     out = Path(args.out) if args.out else Path("_build/runs") / cfg.name
@@ -1284,10 +851,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.synth_if_missing:
             raise DataError(f"--data {data} does not exist (generate one with `tdd-lite synth {data}` "
                             f"or pass --synth-if-missing)")
-        from tdd_lite.data import synth
-
         print(f"generating Synth300VW into {data} ...")
         synth.generate(data, seed=0, **FAST_SYNTH)
+    return data, out
+
+
+def _select_run_videos(args: argparse.Namespace, cfg: TrainConfig, data: Path
+                       ) -> tuple[TrainConfig, list[str], list[str], dict[str, list[str]], Path | None]:
+    """``(cfg, train_ids, val_ids, val_groups, val_data)``, every video checked (``require_valid``); without a
+    validation set the config's evaluation is switched off (``eval_every=0``)."""
     if cfg.train_split == "all":
         train_ids = select_videos(data, all_videos=True)["all"]
     else:
@@ -1313,11 +885,18 @@ def run(args: argparse.Namespace) -> int:
     if val_groups:
         require_valid(val_data, [v for ids in val_groups.values() for v in ids], skip_bad=args.skip_bad_frames,
                       command="train")
+    return cfg, train_ids, val_ids, val_groups, val_data
+
+
+def run(args: argparse.Namespace) -> int:
+    """``tdd-lite train``: every user error is a :class:`TddError` (one line from ``tdd_lite.commands``)."""
+    fast_mode()  # a TDD_FAST typo is an error before anything starts
+    cfg, init_state = _config_from_args(args)
+    data, out = _prepare_paths(args, cfg)
+    cfg, train_ids, val_ids, val_groups, val_data = _select_run_videos(args, cfg, data)
     torch.set_num_threads(args.threads or default_threads())
     device = _init_distributed(args.device)
     try:
-        from tdd_lite.morphable import load_teaching_model
-
         train_set, val_set = build_datasets(data, cfg, skip_bad=args.skip_bad_frames, train_videos=train_ids,
                                             val_videos=val_ids or None)
         if val_groups:
@@ -1336,7 +915,7 @@ def run(args: argparse.Namespace) -> int:
             trainer.load_checkpoint()
             if trainer.rank == 0:
                 print(f"resumed from {trainer.checkpoint_path} at step {trainer.step} of {trainer.total_steps}")
-        with sigterm_as_interrupt():
+        with sigterm_raises(KeyboardInterrupt):  # the message and status of Ctrl-C
             summary = trainer.fit()
         if trainer.rank == 0:
             f, last = summary["first_val_nme"], summary["last_val_nme"]
@@ -1351,8 +930,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tdd_lite.train`` (also under ``torchrun``): the same one-line errors as ``tdd-lite train``."""
-    from tdd_lite.cli import module_main
-
     return module_main("python -m tdd_lite.train", add_arguments, run, argv, description=__doc__.splitlines()[0])
 
 

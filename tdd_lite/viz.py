@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -78,8 +82,6 @@ _FA4_TO_FA6 = {"fa-fast-backward": "fa-backward-fast", "fa-fast-forward": "fa-fo
 
 def animation_html(anim, **kwargs) -> str:
     """``anim.to_jshtml(**kwargs)`` without its CDN stylesheet link (offline book), icons renamed for Font Awesome 6."""
-    import re
-
     html = re.sub(r"<link[^>]*href=\"https?://[^\"]*\"[^>]*>", "", anim.to_jshtml(**kwargs))
     for old, new in _FA4_TO_FA6.items():
         html = html.replace(old, new)
@@ -90,10 +92,6 @@ def plot_training_curves(records: list[dict], figsize: tuple[float, float] = (11
     """Training curves from the records of a ``metrics.jsonl`` (``tdd_lite.train.read_metrics``), readable at a
     book page's width: 2 x 2 panels (landmark loss; the three D losses; the three G adversarial terms;
     validation NME), each with labelled axes, a legend and the chance level of the adversarial terms."""
-    import math
-
-    import numpy as np
-
     train = [r for r in records if "landmark" in r]
     val = [r for r in records if "val_nme" in r]
     if not train and not val:

@@ -16,8 +16,12 @@ from __future__ import annotations
 import math
 
 import cv2
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from tdd_lite import displacement as D
 
 from . import style
 from .camera import camera_from_pose, euler_to_rotation, look_at_crop, project
@@ -156,12 +160,9 @@ def _readable(sliders: dict) -> None:
 
 def _figure_png(fig) -> tuple[bytes, np.ndarray]:
     """A matplotlib figure rendered off-screen (Agg): (PNG bytes, RGB array); the figure is closed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    import matplotlib.pyplot as plt
 
     plt.close(fig)
     return png_bytes(rgb), rgb
@@ -231,10 +232,6 @@ class DisplacementExplorer:
         return a_id, a_exp
 
     def update(self, change=None) -> None:
-        import matplotlib.pyplot as plt
-
-        from . import displacement as D
-
         a_id, a_exp = self.prediction()
         with torch.no_grad():
             v = D.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
@@ -318,8 +315,6 @@ class DiscriminatorExplorer:
         return cur, prev
 
     def update(self, change=None) -> None:
-        from . import displacement as D
-
         cur, prev = self.prediction()
         with torch.no_grad():
             x = D.all_displacements(self.model, cur, prev, self.U, self.U_prev)
@@ -334,8 +329,6 @@ class DiscriminatorExplorer:
     def figure(self, pred_lmk: torch.Tensor):
         """The picture for ``last_probs`` and the predicted landmarks ``pred_lmk`` (68, 2): landmarks on the left,
         the D(real) / D(fake) bars on the right, their legend above the bars (a bar may reach 1)."""
-        import matplotlib.pyplot as plt
-
         dpi = 100
         fig, (ax_l, ax_b) = plt.subplots(1, 2, figsize=(self.size / dpi, self.size * 0.55 / dpi), dpi=dpi,
                                          gridspec_kw={"width_ratios": [1, 1.2]})

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from tdd_lite import train as T
+from tdd_lite import train_config as TC
 from tests._tiny3dmm import random_model
 from tests.test_train import FrameSet, PairSet
 
@@ -18,7 +19,7 @@ from tests.test_train import FrameSet, PairSet
 def main(out: str, steps: int) -> None:
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
-    cfg = T.get_config("paper", steps=steps, num_workers=0, eval_every=0, checkpoint_every=steps)
+    cfg = TC.get_config("paper", steps=steps, num_workers=0, eval_every=0, checkpoint_every=steps)
     tr = T.Trainer(cfg, random_model(), PairSet(n=40, size=256), FrameSet(n=4, size=256), out_dir=out,
                    device="cpu", quiet=True)
     assert tr.world == 2 and tr.local_batch == 10

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from tdd_lite import checkpoint as C
 from tdd_lite import train as T
 from tdd_lite.data.synth import generate
 from tests._cli import Result, assert_one_line_error, run_cli
@@ -79,7 +80,7 @@ def resealed(fn):
     def make(run, dst: Path) -> None:
         state = _state(run)
         fn(state)
-        torch.save(T.seal_checkpoint(state), dst)
+        torch.save(C.seal_checkpoint(state), dst)
 
     return make
 
@@ -151,11 +152,11 @@ class _RunsCode:
 
 
 def code_in_torch_zip(run, dst: Path) -> None:
-    torch.save({"format": T.CHECKPOINT_FORMAT, "G": _RunsCode()}, dst)
+    torch.save({"format": C.CHECKPOINT_FORMAT, "G": _RunsCode()}, dst)
 
 
 def code_in_plain_pickle(run, dst: Path) -> None:
-    dst.write_bytes(pickle.dumps({"format": T.CHECKPOINT_FORMAT, "x": _RunsCode()}))
+    dst.write_bytes(pickle.dumps({"format": C.CHECKPOINT_FORMAT, "x": _RunsCode()}))
 
 
 def _set(path: str, value):
@@ -270,16 +271,16 @@ def test_bad_checkpoint_is_one_line_error(run, work, capsys, monkeypatch, case_i
         out = work / "out"
         out.mkdir()
         if maker is None:
-            os.link(run.ckpt, out / T.CHECKPOINT_NAME)  # unchanged: a hard link saves 150 MB
+            os.link(run.ckpt, out / C.CHECKPOINT_NAME)  # unchanged: a hard link saves 150 MB
         else:
-            maker(run, out / T.CHECKPOINT_NAME)
+            maker(run, out / C.CHECKPOINT_NAME)
         shutil.copyfile(run.out / T.METRICS_NAME, out / T.METRICS_NAME)
         r = cli("train", "--config", "smoke", "--data", run.root, "--out", out, "--steps", "2", "--resume", *extra)
-        if maker is not None and not (out / T.CHECKPOINT_NAME).is_dir():
+        if maker is not None and not (out / C.CHECKPOINT_NAME).is_dir():
             # the refused checkpoint is left as it was (nothing overwritten, no temp file)
-            assert sorted(p.name for p in out.iterdir()) == [T.CHECKPOINT_NAME, T.METRICS_NAME]
+            assert sorted(p.name for p in out.iterdir()) == [C.CHECKPOINT_NAME, T.METRICS_NAME]
     assert_one_line_error(r, code, phrase, prog="tdd-lite " + ("evaluate" if command == EVAL else "train"))
-    assert str(path if command == EVAL else out / T.CHECKPOINT_NAME) in r.err or case_id == "evaluate-other-size"
+    assert str(path if command == EVAL else out / C.CHECKPOINT_NAME) in r.err or case_id == "evaluate-other-size"
     assert not (work / MARKER).exists(), "loading a checkpoint ran code"
 
 
@@ -290,7 +291,7 @@ def test_the_good_checkpoint_evaluates_and_resumes(run, work):
     assert r.code == 0 and "videos: tracking: NME" in r.out, r.text
     out = work / "out"
     out.mkdir()
-    os.link(run.ckpt, out / T.CHECKPOINT_NAME)
+    os.link(run.ckpt, out / C.CHECKPOINT_NAME)
     r = run_cli("train", "--config", "smoke", "--data", run.root, "--out", out, "--steps", "2", "--resume",
                 "--device", "cpu", cwd=work)
     assert r.code == 0 and "at step 2 of 2" in r.out, r.text

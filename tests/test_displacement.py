@@ -129,3 +129,15 @@ def test_true_displacements_are_the_projected_offsets_and_eq4_9_at_a_perfect_g(m
     u_true = D.pred_lmk(model, A_ID, A_EXP, CAM)
     assert torch.allclose(D.real_id_disp(u_true, V_EXP), x_id)
     assert torch.allclose(D.real_exp_disp(u_true, V_ID), x_ed)
+
+
+def test_rebox_landmarks_is_the_data_layers_crop_convention():
+    """rebox_landmarks (model layer, its own arithmetic) agrees with the data layer's from_crop -> to_crop."""
+    from tdd_lite.data import crops
+
+    torch.manual_seed(1)
+    lmk = torch.rand(2, 68, 2, dtype=torch.float64)
+    a = torch.tensor([[3.0, 7.0, 83.0, 87.0], [-20.0, 10.0, 140.0, 170.0]], dtype=torch.float64)
+    b = torch.tensor([[10.0, 0.0, 70.0, 60.0], [0.0, 0.0, 300.0, 300.0]], dtype=torch.float64)
+    torch.testing.assert_close(D.rebox_landmarks(lmk, a, b), crops.to_crop(crops.from_crop(lmk, a), b),
+                               atol=1e-12, rtol=0)

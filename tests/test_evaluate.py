@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from tdd_lite.data import crops
-from tdd_lite.data.pairs import image_to_tensor
 from tdd_lite.data.synth import generate
 from tdd_lite.data.vw300 import load_split
 from tdd_lite.evaluate import evaluate_tracking
@@ -33,7 +32,7 @@ def test_tracking_nme_matches_a_manual_replay(data):
     errs = []
     with torch.no_grad():
         for k, frame in enumerate(seq.frames()):
-            img = image_to_tensor(crops.crop_image(frame, box, 64))
+            img = crops.crop_tensor(frame, box, 64)
             pred01 = predict_landmarks(model, net(img[None]))[0].double().numpy()
             px = crops.from_crop(pred01, box)
             errs.append(float(nme(px, seq.landmarks[k])))
@@ -101,7 +100,7 @@ def test_evaluate_videos_rows_agree_with_the_metrics_and_the_report(data, tmp_pa
     # the GT-crop row crops every frame from its own true box (the replay above does that by hand)
     seq = ids[0]
     box = crops.box_from_landmarks(seq.landmarks[2])
-    img = image_to_tensor(crops.crop_image(seq.frame(2), box, 64))
+    img = crops.crop_tensor(seq.frame(2), box, 64)
     with torch.no_grad():
         px = crops.from_crop(predict_landmarks(model, net(img[None]))[0].double().numpy(), box)
     np.testing.assert_allclose(r["streams"][seq.name][GT_CROPS][2], px, atol=1e-4)

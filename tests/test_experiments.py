@@ -48,8 +48,10 @@ def test_run_configs_switch_exactly_the_named_discriminators():
 def test_a_finetune_grid_starts_every_run_from_the_given_weights(tmp_path):
     """--preset/--init-from: the run's G starts from the file (its weights move by at most Adam's step bound),
     the config records which weights, the untrained row is left out; a run from scratch lands far away."""
+    from tdd_lite.checkpoint import CHECKPOINT_NAME
     from tdd_lite.reference import SHIPPED_PATH
-    from tdd_lite.train import CHECKPOINT_NAME, _init_weights, get_config
+    from tdd_lite.train import _init_weights
+    from tdd_lite.train_config import get_config
 
     start = AlignmentNet.for_model(load_teaching_model())
     ref = SHIPPED_PATH  # the shipped reference G, the start of the converged grid

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from tdd_lite import track
 from tdd_lite.camera import project
 from tdd_lite.data import pairs, synth, vw300
 from tdd_lite.data.crops import box_from_landmarks, crop_image, from_crop, to_crop
@@ -140,7 +141,7 @@ def test_skip_bad_frames_excluded(sroot, tmp_path):
 
 def test_tracking_cropper_gt_mode_with_perfect_predictor(sroot):
     seq = vw300.Sequence(sroot / "003")
-    cropper = pairs.TrackingCropper(size=S, mode="gt")
+    cropper = track.TrackingCropper(size=S, mode="gt")
     prev = None
     for k in range(5):
         x, box = cropper.next(seq.frame(k), gt_lmk=seq.landmarks[k])
@@ -158,11 +159,11 @@ def test_tracking_cropper_gt_mode_with_perfect_predictor(sroot):
 
 def test_tracking_cropper_fallbacks():
     blank = np.zeros((120, 160, 3), np.uint8)
-    c = pairs.TrackingCropper(size=S, mode="haar", fallback="centre")
+    c = track.TrackingCropper(size=S, mode="haar", fallback="centre")
     _, box = c.next(blank)
     assert c.first_source == "fallback-centre"
     np.testing.assert_allclose(box, [44.0, 24.0, 116.0, 96.0])
-    c = pairs.TrackingCropper(size=S, mode="haar", fallback="gt")
+    c = track.TrackingCropper(size=S, mode="haar", fallback="gt")
     lmk = np.random.default_rng(0).uniform(40, 80, (68, 2))
     _, box = c.next(blank, gt_lmk=lmk)
     assert c.first_source == "fallback-gt"
@@ -181,7 +182,7 @@ def test_tracking_crops_generator(sroot):
 
     out = []
     cropper_frames = (seq.frame(k) for k in range(4))
-    gen = pairs.tracking_crops(cropper_frames, lambda x: predict(x), size=S, mode="gt", gt_landmarks=seq.landmarks)
+    gen = track.tracking_crops(cropper_frames, lambda x: predict(x), size=S, mode="gt", gt_landmarks=seq.landmarks)
     for px, _box in _intercept(gen, boxes):
         out.append(px)
     np.testing.assert_allclose(np.stack(out), seq.landmarks[:4], atol=1e-9)
@@ -189,7 +190,7 @@ def test_tracking_crops_generator(sroot):
 
 def _intercept(gen, boxes):
     """Expose each frame's box to the predictor before it runs (the generator crops, then predicts)."""
-    import tdd_lite.data.pairs as P
+    import tdd_lite.track as P
 
     orig = P.TrackingCropper.next
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tdd_lite import checkpoint as C
 from tdd_lite import reference as R
 from tdd_lite import train as T
+from tdd_lite import train_config as TC
 from tdd_lite.errors import CheckpointError, DataError, UsageError
 from tdd_lite.morphable import load_teaching_model
 from tdd_lite.network import predict_landmarks
@@ -37,7 +39,7 @@ def ckpt(tmp_path_factory, model) -> Path:
     (x100) before the save, so G's outputs depend on its trunk's features and not only on the head biases
     (at the usual 0.01 gain the fp16 comparison below would barely see the trunk)."""
     out = tmp_path_factory.mktemp("refrun")
-    tr = T.Trainer(T.get_config("smoke", steps=2), model, PairSet(), FrameSet(n=8), out_dir=out, device="cpu",
+    tr = T.Trainer(TC.get_config("smoke", steps=2), model, PairSet(), FrameSet(n=8), out_dir=out, device="cpu",
                    quiet=True)
     tr.train_step(T._stack_batch([tr.train_set[i] for i in range(4)]))
     with torch.no_grad():
@@ -84,7 +86,7 @@ def test_export_writes_a_weights_only_float16_file_and_its_sidecar(ckpt, exporte
     state = torch.load(exported, map_location="cpu", weights_only=True)  # plain tensors and values only
     assert state["format"] == R.REFERENCE_FORMAT
     assert (state["n_id"], state["n_exp"], state["image_size"]) == (199, 29, 32)
-    assert state["config"] == T.load_checkpoint(ckpt)["config"]
+    assert state["config"] == C.load_checkpoint(ckpt)["config"]
     g = state["G"]
     for name, t in g.items():
         if name.endswith("num_batches_tracked"):
@@ -110,7 +112,7 @@ def test_float16_weights_predict_what_the_float32_g_predicts(ckpt, exported, mod
     O(1) in [0, 1] crop coordinates, so 1e-2 (a third of a pixel of the 32 px crop) bounds the worst case; the
     errors of independent roundings mostly cancel and the measured difference is ~3e-4. The feature vector is
     held to the same 1e-2 relative bound."""
-    g32 = T.load_alignment_net(ckpt, model)
+    g32 = C.load_alignment_net(ckpt, model)
     g16, info = R.load_reference(exported, model)
     assert not g16.training and all(p.dtype == torch.float32 for p in g16.parameters())
     x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))

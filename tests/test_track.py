@@ -41,8 +41,16 @@ class Oracle:
         return (1 - self.w) * to_crop(self.gt[k], box) + self.w * prior, np.full(5, self.alpha)
 
 
+class _OracleTracker(Tracker):
+    """The tracker with the crop being estimated exposed to the oracle (a G sees only the crop, not its box)."""
+
+    def estimate(self, image, box):
+        self.crop_box = np.asarray(box, np.float64)
+        return super().estimate(image, box)
+
+
 def _tracker(oracle: Oracle, **kw) -> Tracker:
-    t = Tracker(oracle, size=32, detector="gt", **kw)
+    t = _OracleTracker(oracle, size=32, detector="gt", **kw)
     oracle.tracker = t
     return t
 

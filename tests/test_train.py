@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from tdd_lite import checkpoint as C
 from tdd_lite import train as T
+from tdd_lite import train_config as TC
 from tests._tiny3dmm import random_model
 
 
@@ -42,16 +44,16 @@ def model():
 
 
 def make(model, out, **kw):
-    cfg = T.get_config("smoke", **kw)
+    cfg = TC.get_config("smoke", **kw)
     return T.Trainer(cfg, model, PairSet(), FrameSet(n=8), out_dir=out, device="cpu", quiet=True)
 
 
 # ----------------------------------------------------------------------------------------- configs
 def test_presets_match_the_paper():
-    p = T.get_config("paper")
+    p = TC.get_config("paper")
     assert (p.image_size, p.batch_size, p.epochs, p.lr, p.lr_final, p.max_interval) == (256, 20, 500, 1e-3, 1e-5, 6)
     assert p.lambdas == T.losses.Lambdas(0.1, 0.1, 0.1) and p.enabled == ("id", "exp", "temporal")
-    assert T.get_config("fast").batch_size == 20
+    assert TC.get_config("fast").batch_size == 20
 
 
 @pytest.mark.parametrize("name, kw, match", [
@@ -65,11 +67,11 @@ def test_presets_match_the_paper():
 ])
 def test_bad_configs_raise_clear_errors(name, kw, match):
     with pytest.raises(ValueError, match=match):
-        T.get_config(name, **kw)
+        TC.get_config(name, **kw)
 
 
 def test_ablation_configs_are_the_8_rows_of_table_3():
-    rows = T.ablation_configs("smoke")
+    rows = TC.ablation_configs("smoke")
     assert len(rows) == 8
     assert rows["Without all"].enabled == ()
     assert rows["With D_ED, D_TD"].enabled == ("exp", "temporal")
@@ -80,13 +82,13 @@ def test_ablation_configs_are_the_8_rows_of_table_3():
 
 def test_lr_schedules_decay_from_1e3_to_1e5():
     for sched in ("exponential", "cosine"):
-        assert math.isclose(T.lr_factor(0, 100, 1e-3, 1e-5, sched), 1.0)
-        assert math.isclose(1e-3 * T.lr_factor(100, 100, 1e-3, 1e-5, sched), 1e-5)
-        assert math.isclose(1e-3 * T.lr_factor(500, 100, 1e-3, 1e-5, sched), 1e-5)  # flat after the end
-    assert math.isclose(T.lr_factor(50, 100, 1e-3, 1e-5, "exponential"), 0.1)  # geometric midpoint
-    assert math.isclose(1e-3 * T.lr_factor(50, 100, 1e-3, 1e-5, "cosine"), (1e-3 + 1e-5) / 2)
+        assert math.isclose(TC.lr_factor(0, 100, 1e-3, 1e-5, sched), 1.0)
+        assert math.isclose(1e-3 * TC.lr_factor(100, 100, 1e-3, 1e-5, sched), 1e-5)
+        assert math.isclose(1e-3 * TC.lr_factor(500, 100, 1e-3, 1e-5, sched), 1e-5)  # flat after the end
+    assert math.isclose(TC.lr_factor(50, 100, 1e-3, 1e-5, "exponential"), 0.1)  # geometric midpoint
+    assert math.isclose(1e-3 * TC.lr_factor(50, 100, 1e-3, 1e-5, "cosine"), (1e-3 + 1e-5) / 2)
     with pytest.raises(ValueError, match="schedule"):
-        T.get_config("smoke", schedule="linear")
+        TC.get_config("smoke", schedule="linear")
 
 
 def test_trainer_follows_the_schedule(model, tmp_path):
@@ -94,7 +96,7 @@ def test_trainer_follows_the_schedule(model, tmp_path):
     lrs = []
     for _ in range(4):
         lrs.append(tr.train_step(T._stack_batch([tr.train_set[i] for i in range(4)]))["lr"])
-    expect = [1e-3 * T.lr_factor(s, 4, 1e-3, 1e-5, "exponential") for s in range(4)]
+    expect = [1e-3 * TC.lr_factor(s, 4, 1e-3, 1e-5, "exponential") for s in range(4)]
     assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(lrs, expect))
     assert math.isclose(tr.opt_d.param_groups[0]["lr"], 1e-5, rel_tol=1e-9)
 
@@ -175,19 +177,28 @@ def test_checkpoint_loads_with_weights_only(model, tmp_path):
     state = torch.load(tr.checkpoint_path, weights_only=True)
     assert state["step"] == 3 and set(state["D"]) and "rng" in state
     assert not list(tmp_path.glob("*.tmp*"))  # atomic write left no temp file
-    net = T.load_alignment_net(tr.checkpoint_path, model)
+    net = C.load_alignment_net(tr.checkpoint_path, model)
     assert torch.equal(net.fc.weight, tr.g_module.fc.weight)
     bad = tmp_path / "bad.pt"
     torch.save({"hello": 1}, bad)
     with pytest.raises(ValueError, match="not a tdd_lite training checkpoint"):
-        T.load_checkpoint(bad)
+        C.load_checkpoint(bad)
 
 
 def test_nan_loss_stops_naming_step_and_term_and_keeps_the_last_good_checkpoint(model, tmp_path):
-    tr = make(model, tmp_path, steps=6, checkpoint_every=2, debug_nan_step=3)
+    tr = make(model, tmp_path, steps=6, checkpoint_every=2)
+    forward_g = tr.forward_g
+
+    def nan_label_at_step_3(batch):  # a corrupt label U at step 3 (the NaN it causes is what must stop the run)
+        if tr.step == 3:
+            batch = {**batch, "gt_lmk": batch["gt_lmk"].clone()}
+            batch["gt_lmk"][0, 0, 0] = float("nan")
+        return forward_g(batch)
+
+    tr.forward_g = nan_label_at_step_3
     with pytest.raises(T.NonFiniteLossError, match=r"step 3: loss term 'landmark'"):
         tr.fit()
-    state = T.load_checkpoint(tr.checkpoint_path)
+    state = C.load_checkpoint(tr.checkpoint_path)
     assert state["step"] == 2  # the last good checkpoint survived
     assert all(torch.isfinite(v).all() for v in state["G"].values())
 
@@ -205,8 +216,10 @@ def test_metrics_log_and_curves(model, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = T.plot_curves(tmp_path / "metrics.jsonl")
-    assert len(fig.axes) == 3 and fig.axes[2].lines[0].get_xdata().tolist() == [0, 2, 4]
+    from tdd_lite.viz import plot_training_curves
+
+    fig = plot_training_curves(T.read_metrics(tmp_path / "metrics.jsonl"))
+    assert len(fig.axes) == 4 and fig.axes[3].lines[0].get_xdata().tolist() == [0, 2, 4]
 
 
 def test_validation_nme_matches_metrics_nme(model, tmp_path):
@@ -265,7 +278,7 @@ def test_cli_smoke_run_on_synth300vw_then_refuses_to_overwrite_and_resumes(tmp_p
     root = generate(tmp_path / "synth", videos=4, frames=8, size=(96, 96), seed=0, progress=False)
     out = tmp_path / "run"
     assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "2"]) == 0
-    state = T.load_checkpoint(out / "checkpoint.pt")
+    state = C.load_checkpoint(out / "checkpoint.pt")
     assert state["step"] == 2 and state["config"]["image_size"] == 32
     assert any("val_nme" in r for r in T.read_metrics(out))
     assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out), "--steps", "2"]) == 2
@@ -275,11 +288,11 @@ def test_cli_smoke_run_on_synth300vw_then_refuses_to_overwrite_and_resumes(tmp_p
     assert "steps (checkpoint 2, this run 4)" in capsys.readouterr().err
     # a run of 4 steps interrupted at step 2 (the same datasets the CLI builds), then resumed from the CLI
     out4 = tmp_path / "run4"
-    cfg = T.get_config("smoke", steps=4)
+    cfg = TC.get_config("smoke", steps=4)
     tr = T.Trainer(cfg, load_teaching_model(), *T.build_datasets(root, cfg), out_dir=out4, device="cpu", quiet=True)
     tr.fit(steps=2)
     assert T.main(["--config", "smoke", "--data", str(root), "--out", str(out4), "--steps", "4", "--resume"]) == 0
-    assert T.load_checkpoint(out4 / "checkpoint.pt")["step"] == 4
+    assert C.load_checkpoint(out4 / "checkpoint.pt")["step"] == 4
     assert [r["step"] for r in T.read_metrics(out4) if "landmark" in r] == [1, 2, 3, 4]
 
 
@@ -288,7 +301,7 @@ def test_frame_cache_is_fresh_for_a_regenerated_data_set(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TDD_WORK_DIR", str(tmp_path / "work"))
     root = tmp_path / "synth"
-    cfg = T.get_config("smoke", frame_cache=True, train_split="train", val_split="test")
+    cfg = TC.get_config("smoke", frame_cache=True, train_split="train", val_split="test")
     generate(root, videos=4, frames=4, size=(64, 64), seed=0, progress=False)
     a, _ = T.build_datasets(root, cfg)
     first = a.sequences[0].cache_dir
@@ -303,17 +316,17 @@ def test_frame_cache_is_fresh_for_a_regenerated_data_set(tmp_path, monkeypatch):
 def test_checksum_covers_every_tensor_byte_and_plain_value(model, tmp_path):
     tr = make(model, tmp_path, steps=1)
     state = tr.state_dict()
-    assert state["format"] == T.CHECKPOINT_FORMAT and state["checksum"] == T.payload_checksum(state)
+    assert state["format"] == C.CHECKPOINT_FORMAT and state["checksum"] == C.payload_checksum(state)
     # independent of dict insertion order, sensitive to one bit of one weight and to a plain value
     reordered = dict(reversed(list(state.items())))
-    assert T.payload_checksum(reordered) == state["checksum"]
+    assert C.payload_checksum(reordered) == state["checksum"]
     flipped = {**state, "G": dict(state["G"])}
     w = flipped["G"]["fc.weight"].clone()
     w.view(-1).view(torch.int32)[7] ^= 1
     flipped["G"]["fc.weight"] = w
-    assert T.payload_checksum(flipped) != state["checksum"]
-    assert T.payload_checksum({**state, "step": 2}) != state["checksum"]
-    assert T.payload_checksum({**state, "config": {**state["config"], "lr": 1.0000001e-3}}) != state["checksum"]
+    assert C.payload_checksum(flipped) != state["checksum"]
+    assert C.payload_checksum({**state, "step": 2}) != state["checksum"]
+    assert C.payload_checksum({**state, "config": {**state["config"], "lr": 1.0000001e-3}}) != state["checksum"]
 
 
 def test_old_format_without_checksum_loads_with_a_warning(model, tmp_path):
@@ -324,12 +337,32 @@ def test_old_format_without_checksum_loads_with_a_warning(model, tmp_path):
     state["format"] = "tdd_lite.train/1"
     old = tmp_path / "old.pt"
     torch.save(state, old)
-    with pytest.warns(T.UnverifiedCheckpointWarning, match="no checksum"):
-        assert T.load_checkpoint(old)["step"] == 1
-    state["format"] = T.CHECKPOINT_FORMAT  # the new tag without a checksum: altered, refused
+    with pytest.warns(C.UnverifiedCheckpointWarning, match="no checksum"):
+        assert C.load_checkpoint(old)["step"] == 1
+    state["format"] = C.CHECKPOINT_FORMAT  # the new tag without a checksum: altered, refused
     torch.save(state, old)
     with pytest.raises(T.CheckpointError, match="no checksum field"):
-        T.load_checkpoint(old)
+        C.load_checkpoint(old)
+
+
+def test_checkpoint_with_a_removed_config_field_still_loads_and_resumes(model, tmp_path):
+    """Checkpoints written while the config had the ``debug_nan_step`` test hook load (the field is dropped after
+    the checksum is verified) and resume; an unknown field is still refused."""
+    tr = make(model, tmp_path, steps=2)
+    tr.fit(steps=1)
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    assert "debug_nan_step" not in state["config"]
+    state["config"]["debug_nan_step"] = None  # as every run before the field was removed stored it
+    torch.save(C.seal_checkpoint(state), tr.checkpoint_path)
+    loaded = C.load_checkpoint(tr.checkpoint_path)
+    assert "debug_nan_step" not in loaded["config"] and loaded["step"] == 1
+    again = make(model, tmp_path, steps=2)
+    again.load_checkpoint()
+    assert again.step == 1
+    state["config"]["debug_step"] = 3
+    torch.save(C.seal_checkpoint(state), tr.checkpoint_path)
+    with pytest.raises(T.CheckpointError, match=r"unknown \['debug_step'\]"):
+        C.load_checkpoint(tr.checkpoint_path)
 
 
 def test_resume_refuses_another_config_naming_fields_and_values(model, tmp_path):
@@ -368,9 +401,11 @@ import os, signal, sys, time
 import torch
 sys.path.insert(0, {root!r})
 from tdd_lite import train as T
+from tdd_lite import train_config as TC
+from tdd_lite.files import sigterm_raises
 from tests.test_train import FrameSet, PairSet
 from tests._tiny3dmm import random_model
-tr = T.Trainer(T.get_config("smoke", steps=1), random_model(), PairSet(), FrameSet(n=8), out_dir={out!r},
+tr = T.Trainer(TC.get_config("smoke", steps=1), random_model(), PairSet(), FrameSet(n=8), out_dir={out!r},
                device="cpu", quiet=True)
 real_save = torch.save
 def slow_save(obj, f, *a, **kw):
@@ -378,7 +413,7 @@ def slow_save(obj, f, *a, **kw):
     os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` during the write
     time.sleep(30)
 T.torch.save = slow_save
-with T.sigterm_as_interrupt():
+with sigterm_raises(KeyboardInterrupt):  # as `tdd-lite train` runs the trainer
     tr.save_checkpoint()
 """
 
@@ -415,7 +450,7 @@ def test_stale_temp_files_of_dead_processes_are_removed_at_start_and_save(model,
         stale.write_bytes(b"x")
         tr.save_checkpoint()  # and so does the next save
         assert not stale.exists() and live.exists() and unrelated.exists()
-        assert T.load_checkpoint(tr.checkpoint_path)["step"] == 0
+        assert C.load_checkpoint(tr.checkpoint_path)["step"] == 0
     finally:
         alive.kill()
         alive.wait()
@@ -468,10 +503,10 @@ def test_land_prev_is_eq1_averaged_over_both_frames(model, tmp_path):
 
 def test_per_category_validation_equals_each_set_alone(model, tmp_path):
     sets = {"A": FrameSet(n=8, seed=1), "B": FrameSet(n=6, seed=2)}
-    tr = T.Trainer(T.get_config("smoke", eval_every=2), model, PairSet(), sets, out_dir=tmp_path, device="cpu",
+    tr = T.Trainer(TC.get_config("smoke", eval_every=2), model, PairSet(), sets, out_dir=tmp_path, device="cpu",
                    quiet=True)
     per = tr.evaluate_categories()
-    alone = {k: T.Trainer(T.get_config("smoke"), model, PairSet(), s, out_dir=tmp_path / k, device="cpu",
+    alone = {k: T.Trainer(TC.get_config("smoke"), model, PairSet(), s, out_dir=tmp_path / k, device="cpu",
                           quiet=True).evaluate() for k, s in sets.items()}
     assert set(per) == {"A", "B"}
     for k in per:
@@ -548,10 +583,10 @@ def test_busy_cores_counts_other_runnable_processes():
 
 
 def test_reference_preset_is_the_documented_recipe():
-    r = T.get_config("reference")
+    r = TC.get_config("reference")
     assert (r.image_size, r.batch_size, r.land_prev, r.train_split) == (64, 10, True, "all")
     assert r.enabled == ("id", "exp", "temporal") and r.lambdas == T.losses.Lambdas(0.1, 0.1, 0.1)
-    assert not T.get_config("paper").land_prev and not T.get_config("fast").land_prev
+    assert not TC.get_config("paper").land_prev and not TC.get_config("fast").land_prev
 
 
 def test_cli_val_data_must_exist_and_differ_from_the_training_set(tmp_path, capsys):
@@ -573,7 +608,7 @@ def test_init_from_starts_g_from_another_runs_weights(model, tmp_path, capsys):
     src = make(model, tmp_path / "src", steps=2)
     src.fit()
     state, sha = T._init_weights(src.checkpoint_path)
-    saved = T.load_checkpoint(src.checkpoint_path)["G"]
+    saved = C.load_checkpoint(src.checkpoint_path)["G"]
     assert sha.startswith("sha256:") and set(state) == set(saved)
     assert all(torch.equal(state[k].to(saved[k].dtype), saved[k]) for k in saved)
     fresh = make(model, tmp_path / "fresh", steps=2, init_from=sha)
@@ -582,13 +617,13 @@ def test_init_from_starts_g_from_another_runs_weights(model, tmp_path, capsys):
     assert torch.equal(fresh.g_module.fc.weight, saved["fc.weight"])
     assert T._init_weights(src.checkpoint_path)[1] == sha  # the same weights, the same record
     with pytest.raises(T.UsageError, match="init_from"):
-        T.get_config("smoke", init_from="somewhere/ckpt.pt")
+        TC.get_config("smoke", init_from="somewhere/ckpt.pt")
     from tdd_lite.data.synth import generate
 
     data = generate(tmp_path / "d", videos=6, frames=8, size=(96, 96), progress=False)
     rc = T.main(["--config", "smoke", "--data", str(data), "--out", str(tmp_path / "r"),
                  "--init-from", str(src.checkpoint_path)])
-    assert rc == 0 and T.load_checkpoint(tmp_path / "r" / "checkpoint.pt")["config"]["init_from"] == sha
+    assert rc == 0 and C.load_checkpoint(tmp_path / "r" / "checkpoint.pt")["config"]["init_from"] == sha
     junk = tmp_path / "junk.pt"
     junk.write_text("not weights")
     capsys.readouterr()
@@ -635,12 +670,12 @@ def test_real_from_truth_feeds_d_id_and_d_ed_the_true_displacements(model, tmp_p
     for k in ("fake_id_disp", "fake_exp_disp", "real_temporal_disp", "fake_temporal_disp"):
         assert torch.allclose(xs["truth"][k], xs["paper"][k]), k
     with pytest.raises(T.UsageError, match="real_disp='bogus'"):
-        T.get_config("smoke", real_disp="bogus")
+        TC.get_config("smoke", real_disp="bogus")
     data = generate(tmp_path / "d", videos=4, frames=8, size=(64, 64), seed=2, progress=False)
     for f in data.glob("*/params.npz"):
         f.unlink()
     with pytest.raises(T.DataError, match="real_disp='truth' needs the true parameters"):
-        T.build_datasets(data, T.get_config("smoke", real_disp="truth"))
-    every, _ = T.build_datasets(data, T.get_config("smoke", train_split="all", eval_every=0))
+        T.build_datasets(data, TC.get_config("smoke", real_disp="truth"))
+    every, _ = T.build_datasets(data, TC.get_config("smoke", train_split="all", eval_every=0))
     assert sorted(s.name for s in every.sequences) == sorted(p.name for p in data.iterdir() if (p / "annot").is_dir())
     assert len(every.sequences) == 4

@@ -32,7 +32,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tdd_lite.commands import ArgumentParser, guarded, pop_debug
 from tdd_lite.errors import DataError, UsageError
+from tdd_lite.files import check_writable, claim_folder, interrupt_cleanup, replace_own, write_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EXERCISES = ROOT / "exercises"
@@ -184,8 +186,6 @@ def build_assignments(out: Path, folder: Path = EXERCISES) -> list[Path]:
     autograder zip) and writes the new ones; any other file (an instructor's ``ex01/grades.csv``) stays, and a
     file the build would have to write over that it did not write itself stops it before anything changes.
     """
-    from tdd_lite.files import check_writable, claim_folder, interrupt_cleanup, replace_own, write_file
-
     out = Path(out)
     found = masters(folder)
     claim_folder(out, ASSIGNMENTS_COMMAND, overwrite=True, dry_run=True)  # refuse before minutes of otter
@@ -259,8 +259,6 @@ def write_book_pages(edition: str, dest: Path = BOOK_PAGES, folder: Path = EXERC
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdd_lite.cli import ArgumentParser, guarded, pop_debug
-
     prog = "python -m tdd_lite.coursework"
     argv, debug = pop_debug(sys.argv[1:] if argv is None else list(argv))
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n")[0])

@@ -9,7 +9,7 @@ Conventions
   the frame). Crop coordinates ``u = (x - x0) / (x1 - x0)``, ``w = (y - y0) / (y1 - y0)`` are in [0, 1] inside it.
 * A crop image of ``S`` pixels covers the box exactly: crop pixel ``j`` spans ``[j/S, (j+1)/S]`` in crop
   coordinates (centre ``(j + 0.5)/S``). So ``plt.imshow(crop, extent=(0, 1, 1, 0))`` puts crop coordinates
-  on the axes and landmarks can be plotted directly.
+  on the axes and landmarks can be plotted directly. :func:`crop_tensor` gives the same crop as G's input tensor.
 
 Every function works on numpy arrays and on torch tensors (``to_crop``/``from_crop`` are differentiable),
 batched: points ``(..., 68, 2)`` with boxes ``(..., 4)``.
@@ -120,6 +120,19 @@ def crop_image(image: np.ndarray, box: Array, size: int, border: str = "replicat
         sigma = 0.5 * (scale - 1.0)
         src = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma)
     return cv2.warpAffine(src, m, (size, size), flags=flags, borderMode=modes[border], borderValue=(0, 0, 0))
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 RGB -> (3, S, S) float32 in [0, 1]: what G reads."""
+    # numpy, not torch ops: tiny tensors in DataLoader workers pay torch's intra-op threading overhead
+    out = np.empty((3,) + image.shape[:2], np.float32)
+    np.multiply(image.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out, dtype=np.float32)
+    return torch.from_numpy(out)
+
+
+def crop_tensor(image: np.ndarray, box: Array, size: int, border: str = "replicate") -> torch.Tensor:
+    """:func:`crop_image` as G's input: the ``(3, size, size)`` float32 tensor in [0, 1] of ``box``'s crop."""
+    return image_to_tensor(crop_image(image, box, size, border))
 
 
 def to_crop(points: Array, box: Array) -> Array:

@@ -34,8 +34,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from tdd_lite.data.crops import DEFAULT_ENLARGE, box_from_landmarks, landmark_bbox, square_box
+from tdd_lite.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,6 @@ def require_mtcnn() -> None:
     err = _facenet_import_error()
     if err is None:
         return
-    from tdd_lite.errors import UsageError
-
     if err.name in (None, "facenet_pytorch"):
         raise UsageError(MTCNN_MISSING) from err
     raise UsageError(f"detector 'mtcnn': facenet-pytorch is installed but does not import ({err}): "
@@ -139,8 +139,6 @@ def require_mtcnn() -> None:
 
 def _mtcnn():
     if "net" not in _MTCNN:
-        import torch
-
         if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6):
             raise RuntimeError("MTCNN needs torch >= 2.6 (whose torch.load defaults to weights_only=True)")
         require_mtcnn()
@@ -154,7 +152,6 @@ def mtcnn_rects(image: np.ndarray, min_frac: float = 0.1) -> list[tuple[np.ndarr
     """MTCNN detections ``((x, y, w, h), "mtcnn")`` with probability >= :data:`MTCNN_MIN_PROB`, on RGB uint8."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be (H, W, 3) RGB, got {image.shape}")
-    import torch
 
     net = _mtcnn()
     net.min_face_size = max(12, int(min_frac * min(image.shape[:2])))

@@ -7,7 +7,7 @@
   tracking crops frame t from the estimate at t-1 (the book's errata page, erratum 7). So ``U``, ``U'`` and the
   network's ``v``, ``v'`` all live in the same [0, 1] crop frame and ``U - U'`` is the true motion inside that crop.
 * The test protocol (frame 0 from a face detector, every later frame from the previous frame's estimate) lives
-  in :mod:`tdd_lite.track`; ``TrackingCropper`` and ``image_to_tensor`` are re-exported here for old imports.
+  in :mod:`tdd_lite.track` (``Tracker``, ``TrackingCropper``).
 
 Items are dicts of tensors (``image`` (3, S, S) float32 in [0, 1]; landmarks (68, 2) float32 in crop
 coordinates; ``box`` (4,) float32 image pixels) plus ``video`` (str) and ``frame`` (int). Frames are decoded
@@ -29,12 +29,11 @@ from tdd_lite.data.crops import (
     DEFAULT_ENLARGE,
     box_from_landmarks,
     camera_to_crop,
-    crop_image,
+    crop_tensor,
     jitter_box,
     to_crop,
 )
 from tdd_lite.data.vw300 import Sequence, load_split
-from tdd_lite.track import TrackingCropper, image_to_tensor, tracking_crops  # noqa: F401 - moved to track.py
 
 DEFAULT_JITTER = {"shift": 0.05, "scale": 0.05}
 PARAMS_FILE = "params.npz"
@@ -84,7 +83,7 @@ class _Base(Dataset):
         return np.asarray(box, dtype=np.float64)
 
     def _crop(self, seq: Sequence, k: int, box: np.ndarray) -> torch.Tensor:
-        return image_to_tensor(crop_image(seq.frame(k), box, self.size, self.border))
+        return crop_tensor(seq.frame(k), box, self.size, self.border)
 
     def _params_item(self, vi: int, k: int, box: np.ndarray, prefix: str = "") -> dict:
         p = self._params[vi]
@@ -178,4 +177,4 @@ class FramePairDataset(_Base):
         return item
 
 
-__all__ = ["FrameDataset", "FramePairDataset", "TrackingCropper", "tracking_crops", "image_to_tensor"]
+__all__ = ["FrameDataset", "FramePairDataset"]

@@ -40,6 +40,7 @@ all synth's own); anything else is refused and nothing is deleted. Outputs honou
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -53,9 +54,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from matplotlib.path import Path as MplPath
 from scipy.ndimage import gaussian_filter1d
+from tqdm.auto import tqdm
 
+from tdd_lite import render
 from tdd_lite.camera import camera_from_pose, euler_to_rotation, project
+from tdd_lite.config import fast_mode
 from tdd_lite.data.pts import write_pts
 from tdd_lite.data.vw300 import ANNOT_DIR, SPLITS_FILE, VIDEO_FILE, write_video
 from tdd_lite.errors import (
@@ -68,7 +73,7 @@ from tdd_lite.errors import (
     nonnegative_int,
 )
 from tdd_lite.files import PARTIAL_MARKER, make_partial_dir, remove_partial, remove_stale_partials, sigterm_raises
-from tdd_lite.morphable import MorphableModel
+from tdd_lite.morphable import MorphableModel, load_teaching_model
 
 SYNTH_FILE = "synth.json"
 MARKER_FILE = "synth300vw.json"  # {"format": "Synth300VW", "format_version": N, "made_by": "tdd_lite synth"}
@@ -206,7 +211,6 @@ def build_face_mesh(model: MorphableModel) -> FaceMesh:
     for sl in (slice(17, 22), slice(22, 27)):
         d = seg_dist(xy, lmk[sl, :2])
         brow = np.maximum(brow, np.clip(1.5 - d / (0.025 * face_w), 0, 1))
-    from matplotlib.path import Path as MplPath
 
     outer = MplPath(lmk[48:60, :2]).contains_points(xy, radius=0.01 * face_w)
     inner = MplPath(lmk[60:68, :2]).contains_points(xy)
@@ -361,8 +365,6 @@ def plan_video(model: MorphableModel, rng: np.random.Generator, category: str, f
 def render_video(model: MorphableModel, mesh: FaceMesh, plan: VideoPlan, size: tuple[int, int],
                  rng: np.random.Generator):
     """Yield the RGB uint8 frames of a planned video."""
-    from tdd_lite import render
-
     w, h = size
     frames = len(plan.camera)
     margin = int(0.2 * max(w, h))
@@ -441,8 +443,6 @@ def assign_splits(videos: int) -> list[str]:
 
 def _as_double(model: MorphableModel) -> MorphableModel:
     """A float64 copy of the model (``nn.Module.double()`` works in place; never change the caller's model)."""
-    import copy
-
     return model if model.mean_shape.dtype == torch.float64 else copy.deepcopy(model).double()
 
 
@@ -455,8 +455,6 @@ def _model_sha(model: MorphableModel) -> str:
 
 
 def default_settings(fast: bool | None = None) -> dict:
-    from tdd_lite.config import fast_mode
-
     return dict(DEFAULTS["fast" if (fast_mode() if fast is None else fast) else "full"])
 
 
@@ -552,10 +550,6 @@ def generate(out: str | os.PathLike, videos: int | None = None, seed: int = 0, f
 def _generate(out: Path, videos: int, seed: int, frames: int, size: tuple[int, int],
               categories: Sequence[str] | None, model: MorphableModel | None, progress: bool, fps: float,
               on_video: Callable[[int], None] | None) -> Path:
-    from tqdm.auto import tqdm
-
-    from tdd_lite.morphable import load_teaching_model
-
     model = _as_double(load_teaching_model() if model is None else model)
     splits = assign_splits(videos)
     root_rng = np.random.default_rng([seed, 999_999])
@@ -657,8 +651,6 @@ def _ensure_locked(out: Path, seed: int, settings: dict, kwargs: dict) -> Path:
                     and info.get("frames") == settings["frames"] and info.get("size") == list(settings["size"])
                     and info.get("format_version") == FORMAT_VERSION)
             if same:
-                from tdd_lite.morphable import load_teaching_model
-
                 model = kwargs.get("model")
                 model = load_teaching_model() if model is None else model
                 if info.get("model_sha256") == _model_sha(model):  # a rebuilt teaching model -> regenerate

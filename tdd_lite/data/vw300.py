@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tdd_lite.data.pts import N_POINTS, PtsError, read_pts
+from tdd_lite.data.pts import N_POINTS, PtsError, read_pts, write_pts
 from tdd_lite.errors import DataError, UsageError
 from tdd_lite.files import (
     PARTIAL_MARKER,
@@ -465,8 +465,6 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
 def write_sequence(folder: str | os.PathLike, frames: Iterable[np.ndarray], landmarks: np.ndarray,
                    fps: float = 30.0, decimals: int | None = None) -> Path:
     """Write one sequence in the 300VW layout: ``folder/vid.avi`` and ``folder/annot/%06d.pts`` (1-based)."""
-    from tdd_lite.data.pts import write_pts
-
     folder = Path(folder)
     (folder / ANNOT_DIR).mkdir(parents=True, exist_ok=True)
     n = write_video(folder / VIDEO_FILE, frames, fps)
