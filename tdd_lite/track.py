@@ -464,7 +464,7 @@ def run(args) -> int:
     from tdd_lite.morphable import load_teaching_model
     from tdd_lite.reference import resolve_net
     from tdd_lite.render import draw_landmarks
-    from tdd_lite.video_io import FrameSource, OverlayWriter
+    from tdd_lite.video_io import FrameSource, VideoWriter
 
     filt = make_filter(args.filter)
     source = FrameSource(args.video, fps=args.fps)
@@ -475,8 +475,8 @@ def run(args) -> int:
     predict = net_predictor(net, model, device)
     out = Path(args.out)
     tmp = _prepare_out(out, args.overwrite)
-    overlay = None if args.no_overlay else OverlayWriter(tmp / "overlay.mp4", source.fps)
-    video = OverlayWriter(tmp / "vid.avi", source.fps)  # MJPG .avi: the 300VW layout's vid.avi
+    overlay = None if args.no_overlay else VideoWriter(tmp / "overlay.mp4", source.fps)
+    video = VideoWriter(tmp / "vid.avi", source.fps)  # MJPG .avi: the 300VW layout's vid.avi
     mesh_steps: list = []
     frame_size: list[int] = []
     try:
