@@ -192,7 +192,7 @@ def evaluate_videos(net: torch.nn.Module, model3dmm, root: str | Path, groups: d
 
 def save_streams(streams: dict[str, dict], out: Path) -> Path:
     """``OUT/streams.npz``: per video ``VID/gt``, ``VID/<method>`` (T, 68, 2) float32, ``VID/status``, atomic."""
-    import os
+    from tdd_lite.files import atomic_write
 
     arrays = {}
     for vid, st in streams.items():
@@ -204,10 +204,7 @@ def save_streams(streams: dict[str, dict], out: Path) -> Path:
             else:
                 arrays[f"{vid}/{key}"] = np.asarray(val, np.float32)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".streams.tmp{os.getpid()}.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out / "streams.npz")
-    return out / "streams.npz"
+    return atomic_write(out / "streams.npz", lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def load_streams(path: str | Path) -> dict[str, dict]:

@@ -177,10 +177,10 @@ def _write_output(out: Path, name: str, data: str | bytes) -> None:
 
 
 def _atomic_json(path: Path, obj) -> None:
-    from tdd_lite.report import _atomic_write
+    from tdd_lite.files import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
 def _slim(evaluation: dict) -> dict:

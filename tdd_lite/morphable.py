@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import DataError
+from .files import atomic_write
 
 N_LANDMARKS = 68
 
@@ -313,7 +314,8 @@ _NPZ_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "triang
 
 
 def save_npz(arrays: ModelArrays, path: str | Path) -> None:
-    """Write a model as an uncompressed-deterministic ``.npz`` (same arrays -> same bytes)."""
+    """Write a model as a deterministic ``.npz`` (same arrays -> same bytes), atomically
+    (:func:`tdd_lite.files.atomic_write`)."""
     import io
 
     path = Path(path)
@@ -322,15 +324,17 @@ def save_npz(arrays: ModelArrays, path: str | Path) -> None:
         items["landmark_weights"] = arrays.landmark_weights
     info = {"units": arrays.units, "name": arrays.name, "meta": arrays.meta}
     items["info_json"] = np.frombuffer(json.dumps(info, sort_keys=True).encode(), dtype=np.uint8)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key in sorted(items):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(items[key]), allow_pickle=False)
-            zi = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            zi.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(zi, buf.getvalue())
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for key in sorted(items):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(items[key]), allow_pickle=False)
+                zi = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                zi.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(zi, buf.getvalue())
+
+    atomic_write(path, write)
 
 
 _NPZ_FLOAT_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "landmark_weights")

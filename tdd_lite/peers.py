@@ -686,15 +686,15 @@ def markdown(results: dict) -> str:
 
 def write_peers(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     """``OUT/peers.json`` (without the per-frame NME lists) and ``OUT/peers.md``, each written atomically."""
-    from tdd_lite.report import _atomic_write
+    from tdd_lite.files import atomic_write
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     slim = {**results, "methods": {n: {k: v for k, v in m.items() if k != "frame_nme"}
                                    for n, m in results["methods"].items()}}
     paths = {"json": out / "peers.json", "md": out / "peers.md"}
-    _atomic_write(paths["json"], json.dumps(slim, indent=1, default=float) + "\n")
-    _atomic_write(paths["md"], markdown(results))
+    atomic_write(paths["json"], json.dumps(slim, indent=1, default=float) + "\n")
+    atomic_write(paths["md"], markdown(results))
     return paths
 
 

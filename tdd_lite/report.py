@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tdd_lite.files import atomic_write
+
 # (key, header, kind): kind "pct" = x100 with 3 decimals, "num" = 3 decimals, "int", "mm" = 2 decimals
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("nme", "NME %", "pct"), ("nme_io", "NME io %", "pct"), ("auc", "AUC@0.08", "num"),
@@ -159,16 +161,6 @@ def ced_figure(results: dict, threshold: float = 0.08):
     return fig
 
 
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     """Write ``report.md``, ``report.csv``, ``report.json`` and ``ced.png`` into ``out`` (each atomically)."""
     import matplotlib.pyplot as plt
@@ -176,14 +168,14 @@ def write_report(results: dict, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "report.md", "csv": out / "report.csv", "json": out / "report.json", "ced": out / "ced.png"}
-    _atomic_write(paths["md"], markdown(results))
-    _atomic_write(paths["csv"], csv_text(results))
-    _atomic_write(paths["json"], json.dumps(results, indent=1, sort_keys=False, default=float) + "\n")
+    atomic_write(paths["md"], markdown(results))
+    atomic_write(paths["csv"], csv_text(results))
+    atomic_write(paths["json"], json.dumps(results, indent=1, sort_keys=False, default=float) + "\n")
     fig = ced_figure(results)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    _atomic_write(paths["ced"], buf.getvalue())
+    atomic_write(paths["ced"], buf.getvalue())
     return paths
 
 
