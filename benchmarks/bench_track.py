@@ -31,7 +31,7 @@ torch.set_num_threads(1)
 REPEATS = 3
 
 
-def end_to_end(seq: vw300.Sequence, predict, size: int) -> tuple[float, list[torch.Tensor]]:
+def end_to_end(seq: vw300.VideoSequence, predict, size: int) -> tuple[float, list[torch.Tensor]]:
     """Seconds for the whole video, decode included; returns the crops G saw (for the bare run)."""
     crops: list[torch.Tensor] = []
 
@@ -67,7 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = synth.generate(f"{tmp}/s", videos=1, frames=args.frames, size=(480, 360), seed=7, categories=["B"],
                               progress=False)
-        seq = vw300.Sequence(root / "001")
+        seq = vw300.VideoSequence(root / "001")
         print(f"one Synth300VW video, {len(seq)} frames of 480x360 (the full-mode size); torch {torch.__version__}, "
               "1 thread")
         for size in (256, 64):

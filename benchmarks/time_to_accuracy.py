@@ -30,6 +30,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tdd_lite.files import atomic_write  # noqa: E402
+
 RESULTS = REPO / "results" / "time_to_accuracy"
 CATEGORIES = ("A", "B", "C")
 # the goal of the converged-model issue: GT-crop NME (%) within 60 minutes on 2 cores
@@ -125,9 +129,7 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
 
 
@@ -192,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_curves(curves))
     if args.save:
         plot(curves, RESULTS / "curve.png")
-        tmp = RESULTS / f"curves.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps({"goal": GOAL, "test_set": TEST_SET, "curves": curves}, indent=1) + "\n")
-        os.replace(tmp, RESULTS / "curves.json")
+        atomic_write(RESULTS / "curves.json",
+                     json.dumps({"goal": GOAL, "test_set": TEST_SET, "curves": curves}, indent=1) + "\n")
         print(f"wrote {(RESULTS / 'curves.json').relative_to(REPO)} and curve.png")
     return 0
 

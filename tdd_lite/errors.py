@@ -48,6 +48,12 @@ class CheckpointError(DataError):
     """A checkpoint is unreadable, corrupted (checksum mismatch) or does not fit the run (exit 1)."""
 
 
+class MissingDataError(DataError, FileNotFoundError):
+    """A data root, video folder or file that does not exist (a :class:`DataError`, also a FileNotFoundError)."""
+
+    __str__ = DataError.__str__
+
+
 def debug_enabled() -> bool:
     """``TDD_DEBUG`` set to a true-ish value: show tracebacks."""
     return os.environ.get("TDD_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import DataError
+from .files import atomic_write
 
 N_LANDMARKS = 68
 
@@ -315,22 +316,25 @@ _NPZ_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "triang
 
 
 def save_npz(arrays: ModelArrays, path: str | Path) -> None:
-    """Write a model as an uncompressed-deterministic ``.npz`` (same arrays -> same bytes)."""
+    """Write a model as a deterministic ``.npz`` (same arrays -> same bytes), atomically
+    (:func:`tdd_lite.files.atomic_write`)."""
     path = Path(path)
     items = {k: getattr(arrays, k) for k in _NPZ_KEYS}
     if arrays.landmark_weights is not None:
         items["landmark_weights"] = arrays.landmark_weights
     info = {"units": arrays.units, "name": arrays.name, "meta": arrays.meta}
     items["info_json"] = np.frombuffer(json.dumps(info, sort_keys=True).encode(), dtype=np.uint8)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key in sorted(items):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(items[key]), allow_pickle=False)
-            zi = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            zi.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(zi, buf.getvalue())
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for key in sorted(items):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(items[key]), allow_pickle=False)
+                zi = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                zi.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(zi, buf.getvalue())
+
+    atomic_write(path, write)
 
 
 _NPZ_FLOAT_KEYS = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "landmark_weights")

@@ -65,7 +65,7 @@ from tdd_lite.morphable import load_teaching_model
 from tdd_lite.network import predict_landmarks
 from tdd_lite.reference import resolve_net
 from tdd_lite.render import draw_landmarks, image_vertices, render
-from tdd_lite.video_io import FrameSource, OverlayWriter
+from tdd_lite.video_io import FrameSource, VideoWriter
 
 REDETECT = ("auto", "never")
 STATUSES = ("detected", "tracked", "redetected", "lost")
@@ -509,8 +509,8 @@ def run(args) -> int:
     predict = net_predictor(net, model, device)
     out = Path(args.out)
     tmp = _prepare_out(out, args.overwrite)
-    overlay = None if args.no_overlay else OverlayWriter(tmp / "overlay.mp4", source.fps)
-    video = OverlayWriter(tmp / "vid.avi", source.fps)  # MJPG .avi: the 300VW layout's vid.avi
+    overlay = None if args.no_overlay else VideoWriter(tmp / "overlay.mp4", source.fps)
+    video = VideoWriter(tmp / "vid.avi", source.fps)  # MJPG .avi: the 300VW layout's vid.avi
     mesh_steps: list = []
     frame_size: list[int] = []
     try:

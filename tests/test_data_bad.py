@@ -3,7 +3,7 @@
 Every row breaks a small valid folder this file writes, runs ``tdd-lite check-data`` the way a user does
 (subprocess, tests/_cli.py), and checks the exit status, a phrase of the message and "no traceback". The same
 folders then go through :func:`vw300.require_valid` (what ``train``/``evaluate`` call before the first step):
-it must reject exactly what ``check-data`` rejects, and the loader (:class:`vw300.Sequence`) must refuse the
+it must reject exactly what ``check-data`` rejects, and the loader (:class:`vw300.VideoSequence`) must refuse the
 same bad frames. The synth rows check that a refused ``--overwrite`` deletes nothing.
 """
 
@@ -259,10 +259,10 @@ def test_require_valid_agrees_with_check_data(template, tmp_path, name):
         vw300.require_valid(root, _videos_check_data_uses(root), skip_bad=skip)
     if loader_refuses is True:  # the loader refuses the same frames
         with pytest.raises(DataError):
-            _ = vw300.Sequence(root / "001").landmarks
+            _ = vw300.VideoSequence(root / "001").landmarks
     elif loader_refuses is False:  # ... and with skip_bad skips exactly the ones check-data skipped
         rep = vw300.validate(root, skip_bad=True)
-        seq = vw300.Sequence(root / "001", skip_bad=True)
+        seq = vw300.VideoSequence(root / "001", skip_bad=True)
         assert len(seq.bad_frames) == 1 and seq.bad_frames == rep.skipped["001"]
         assert seq.bad_frames[0] not in seq.valid_frames and len(seq.valid_frames) == T - 1
         assert np.isfinite(seq.landmarks[seq.valid_frames]).all()
@@ -272,7 +272,7 @@ def test_good_folder_passes_everything(template):
     assert _check_data(template, []).code == 0
     for v in ("001", "002"):
         vw300.require_valid(template, [v])
-        seq = vw300.Sequence(template / v)
+        seq = vw300.VideoSequence(template / v)
         assert len(seq) == T and not seq.bad_frames
 
 
@@ -532,7 +532,7 @@ def test_frame_cache_removes_stale_temp_only(template, tmp_path):
     (stale / "000001.jpg").write_bytes(b"half")
     foreign = cache / "001.partial-77-user"
     foreign.mkdir()
-    seq = vw300.Sequence(template / "001", cache_dir=cache)
+    seq = vw300.VideoSequence(template / "001", cache_dir=cache)
     path = seq.build_cache()
     assert not stale.exists() and foreign.is_dir()
     assert sorted(p.name for p in cache.iterdir()) == ["001", foreign.name]

@@ -50,7 +50,7 @@ def test_box_mapping_apply():
 def test_haar_on_rendered_faces_is_box_or_none(frontal_set):
     fired = 0
     for vid in sorted(p.name for p in frontal_set.iterdir() if p.is_dir()):
-        seq = vw300.Sequence(frontal_set / vid)
+        seq = vw300.VideoSequence(frontal_set / vid)
         for k in (0, 5):
             img = seq.frame(k)
             box = detect.detect_box(img)
@@ -69,7 +69,7 @@ def test_haar_on_rendered_faces_is_box_or_none(frontal_set):
 def test_fitted_mapping_is_reproducible(frontal_set):
     samples = []
     for vid in sorted(p.name for p in frontal_set.iterdir() if p.is_dir()):
-        seq = vw300.Sequence(frontal_set / vid)
+        seq = vw300.VideoSequence(frontal_set / vid)
         samples += [(seq.frame(k), seq.landmarks[k]) for k in range(0, 6, 2)]
     m, n = detect.fit_box_mapping(samples)
     assert n >= 6
@@ -87,7 +87,7 @@ def test_mtcnn_on_rendered_faces_lands_on_the_face(frontal_set):
     """MTCNN (the paper's detector), mapped by MTCNN_TO_LMK, overlaps the ground-truth box on frontal renders."""
     fired = 0
     for vid in sorted(p.name for p in frontal_set.iterdir() if p.is_dir()):
-        seq = vw300.Sequence(frontal_set / vid)
+        seq = vw300.VideoSequence(frontal_set / vid)
         img = seq.frame(0)
         box = detect.detect_box(img, mode="mtcnn")
         if box is None:
@@ -109,7 +109,7 @@ def test_mtcnn_no_face_gives_none():
 
 @needs_model
 def test_hit_rate_counts_only_detections_on_the_face(frontal_set):
-    seqs = [vw300.Sequence(frontal_set / v) for v in sorted(p.name for p in frontal_set.iterdir() if p.is_dir())]
+    seqs = [vw300.VideoSequence(frontal_set / v) for v in sorted(p.name for p in frontal_set.iterdir() if p.is_dir())]
     samples = [(s.frame(0), s.landmarks[0]) for s in seqs]
     r = detect.hit_rate(samples, "haar")
     assert r["frames"] == 6 and r["hits"] <= r["fired"] <= 6 and r["hits"] >= 4

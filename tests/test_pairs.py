@@ -34,7 +34,7 @@ def test_frame_items(sroot):
     assert it["image"].shape == (3, S, S) and it["image"].dtype == torch.float32
     assert 0 <= it["image"].min() and it["image"].max() <= 1
     assert it["gt_lmk"].shape == (68, 2) and it["box"].dtype == torch.float32
-    seq = vw300.Sequence(sroot / it["video"])
+    seq = vw300.VideoSequence(sroot / it["video"])
     lmk = seq.landmarks[it["frame"]]
     box = box_from_landmarks(lmk)
     np.testing.assert_allclose(it["box"].numpy(), box, rtol=1e-6)
@@ -54,7 +54,7 @@ def test_train_augmentation_deterministic(sroot):
     assert not torch.allclose(a[4]["box"], c[4]["box"])
     a.set_epoch(1)
     assert not torch.allclose(a[4]["box"], b[4]["box"])
-    lmk = vw300.Sequence(sroot / a[4]["video"]).landmarks[a[4]["frame"]]
+    lmk = vw300.VideoSequence(sroot / a[4]["video"]).landmarks[a[4]["frame"]]
     exact = box_from_landmarks(lmk)
     side = exact[2] - exact[0]
     assert np.abs(a[4]["box"].numpy() - exact).max() < 0.2 * side  # jitter is small
@@ -65,7 +65,7 @@ def test_train_augmentation_deterministic(sroot):
 def test_pair_items_one_box_from_previous_frame(sroot):
     ds = pairs.FramePairDataset(sroot, "A", size=S, max_interval=6)
     assert len(ds) == 9  # frames 1..9 of the one A video
-    seq = vw300.Sequence(sroot / ds[0]["video"])
+    seq = vw300.VideoSequence(sroot / ds[0]["video"])
     for i in range(len(ds)):
         it = ds[i]
         t, p = it["frame"], it["prev_frame"]
@@ -140,7 +140,7 @@ def test_skip_bad_frames_excluded(sroot, tmp_path):
 
 
 def test_tracking_cropper_gt_mode_with_perfect_predictor(sroot):
-    seq = vw300.Sequence(sroot / "003")
+    seq = vw300.VideoSequence(sroot / "003")
     cropper = track.TrackingCropper(size=S, mode="gt")
     prev = None
     for k in range(5):
@@ -173,7 +173,7 @@ def test_tracking_cropper_fallbacks():
 
 
 def test_tracking_crops_generator(sroot):
-    seq = vw300.Sequence(sroot / "001")
+    seq = vw300.VideoSequence(sroot / "001")
     boxes = []
 
     def predict(x):

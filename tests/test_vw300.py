@@ -10,6 +10,7 @@ import pytest
 from tdd_lite import cli
 from tdd_lite.data import vw300
 from tdd_lite.data.pts import PtsError, read_pts, write_pts
+from tdd_lite.video_io import write_video
 from tests._sequences import frames, landmarks
 
 W, H, T = 64, 48, 6
@@ -69,7 +70,7 @@ def test_data_root_env(monkeypatch, good_root, tmp_path):
 
 
 def test_sequence_roundtrip(good_root):
-    seq = vw300.Sequence(good_root / "001")
+    seq = vw300.VideoSequence(good_root / "001")
     np.testing.assert_array_equal(seq.landmarks, _landmarks(seed=1))  # exact
     assert len(seq) == T and seq.frame_size == (W, H)
     frames = _frames()
@@ -85,7 +86,7 @@ def test_sequence_roundtrip(good_root):
 
 
 def test_sequence_pickles_without_capture(good_root):
-    seq = vw300.Sequence(good_root / "002")
+    seq = vw300.VideoSequence(good_root / "002")
     seq.frame(0)
     clone = pickle.loads(pickle.dumps(seq))
     assert clone._cap is None
@@ -93,7 +94,7 @@ def test_sequence_pickles_without_capture(good_root):
 
 
 def test_frame_cache(good_root, tmp_path):
-    seq = vw300.Sequence(good_root / "001", cache_dir=tmp_path / "cache")
+    seq = vw300.VideoSequence(good_root / "001", cache_dir=tmp_path / "cache")
     direct = [seq.frame(k) for k in range(T)]
     path = seq.build_cache()
     assert (path / "complete").read_text().strip() == str(T)
@@ -109,7 +110,7 @@ def test_real_layout_header_variants(tmp_path):
     root = tmp_path / "300VW"
     folder = root / "114"
     (folder / "annot").mkdir(parents=True)
-    vw300.write_video(folder / "vid.avi", _frames(4))
+    write_video(folder / "vid.avi", _frames(4))
     lmk = np.round(_landmarks(4, seed=3), 3)
     lmk[2] = np.round(lmk[2])
     styles = [("version: 1\nn_points:  68\n", "\n", "{:.3f} {:.3f}"),
@@ -255,11 +256,11 @@ def test_skip_bad_frames(root, capsys):
     assert rep.ok and rep.skipped == {"001": [1, 3]}, rep.format()
     assert cli.main(["check-data", str(root), "--skip-bad-frames"]) == 0
     assert "skipped 2 bad frames" in capsys.readouterr().out
-    seq = vw300.Sequence(root / "001", skip_bad=True)
+    seq = vw300.VideoSequence(root / "001", skip_bad=True)
     # the loader skips exactly the frames check-data skipped (one definition of a bad frame)
     assert seq.bad_frames == rep.skipped["001"] == [1, 3] and list(seq.valid_frames) == [0, 2, 4, 5]
     with pytest.raises(PtsError, match="000002.pts:6"):
-        _ = vw300.Sequence(root / "001").landmarks
+        _ = vw300.VideoSequence(root / "001").landmarks
 
 
 def test_cli_quick_and_video_subset(root, capsys, monkeypatch):

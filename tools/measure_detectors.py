@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from tdd_lite.data import detect, vw300
+from tdd_lite.files import atomic_write
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     splits = vw300.load_splits(args.data)
     out: dict = {"data": Path(args.data).name, "min_iou": 0.5, "every": args.every, "categories": {}}
     for cat in ("A", "B", "C"):
-        seqs = [vw300.Sequence(Path(args.data) / v) for v in splits.get(cat, [])]
+        seqs = [vw300.VideoSequence(Path(args.data) / v) for v in splits.get(cat, [])]
         first = [(s.frame(0), s.landmarks[0]) for s in seqs]
         many = [(s.frame(k), s.landmarks[k]) for s in seqs for k in range(0, len(s), args.every)]
         row = {}
@@ -41,9 +41,7 @@ def main() -> None:
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(out, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

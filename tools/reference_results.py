@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from tdd_lite import report  # noqa: E402
 from tdd_lite.evaluate import GT_CROPS  # noqa: E402
+from tdd_lite.files import atomic_write  # noqa: E402
 
 OUT = REPO / "results" / "reference"
 CATS = ("A", "B", "C")
@@ -42,9 +42,7 @@ def _load(path: Path) -> dict:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def summarise(full: dict, nod: dict, peers: dict) -> dict:

@@ -12,19 +12,22 @@ It uses the legacy ``mp.solutions.face_mesh.FaceMesh`` (its .tflite models ship 
 downloaded at run time) in video mode (``static_image_mode=False``: the face detector runs on the first frame
 and whenever the track is lost, otherwise each frame is cropped from the previous landmarks), one face,
 ``refine_landmarks=False`` (468 points), the default confidences (0.5). Frames are decoded like
-``tdd_lite.data.vw300.Sequence.frames``: OpenCV, BGR -> RGB.
+``tdd_lite.video_io.read_frames``: OpenCV, BGR -> RGB (this script cannot import tdd_lite, so it opens the video
+itself).
 
 Output ``.npz`` (written atomically): per video ``ID/points468`` ``(T, 468, 2)`` float32 in image pixels
 (pixel centres at integers: MediaPipe's normalised ``x * W - 0.5``), NaN where FaceMesh found no face;
 ``ID/seconds`` (time inside ``FaceMesh.process`` only), ``ID/size`` ``(W, H)``; ``meta/mediapipe``,
 ``meta/numpy``, ``meta/opencv``. ``ID:START:STOP`` runs frames ``START <= k < STOP`` only (a fresh FaceMesh per
-video, started at START).
+video, started at START). The temporary file is named like ``tdd_lite.files.atomic_write``'s
+(``.STEM.tmp-PID-XXXX.npz``), so ``tdd_lite.files.remove_stale_temp_files`` recognises one a kill left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -96,9 +99,12 @@ def main() -> int:
                   f"{len(pts) / seconds if seconds else 0:.1f} frames/s", file=sys.stderr, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out)
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}.npz")  # .npz: savez keeps the name
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return 0
 
 

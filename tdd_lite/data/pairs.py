@@ -33,7 +33,7 @@ from tdd_lite.data.crops import (
     jitter_box,
     to_crop,
 )
-from tdd_lite.data.vw300 import Sequence, load_split
+from tdd_lite.data.vw300 import VideoSequence, load_split
 
 DEFAULT_JITTER = {"shift": 0.05, "scale": 0.05}
 PARAMS_FILE = "params.npz"
@@ -53,7 +53,7 @@ class _Base(Dataset):
         self.augment = (split == "train") if augment is None else bool(augment)
         self.jitter = dict(DEFAULT_JITTER if jitter is None else jitter)
         self.epoch = 0
-        self.sequences: list[Sequence] = load_split(root, split, cache_dir=cache_dir, skip_bad=skip_bad)
+        self.sequences: list[VideoSequence] = load_split(root, split, cache_dir=cache_dir, skip_bad=skip_bad)
         if not self.sequences:
             raise ValueError(f"split {split!r} of {root} has no videos")
         if cache_dir is not None:
@@ -82,7 +82,7 @@ class _Base(Dataset):
             box = jitter_box(box, rng, **self.jitter)
         return np.asarray(box, dtype=np.float64)
 
-    def _crop(self, seq: Sequence, k: int, box: np.ndarray) -> torch.Tensor:
+    def _crop(self, seq: VideoSequence, k: int, box: np.ndarray) -> torch.Tensor:
         return crop_tensor(seq.frame(k), box, self.size, self.border)
 
     def _params_item(self, vi: int, k: int, box: np.ndarray, prefix: str = "") -> dict:
@@ -129,7 +129,7 @@ class FramePairDataset(_Base):
     ``video``, ``frame``, ``prev_frame``. The interval is uniform in ``1..max_interval`` and clipped at the start.
 
     Each item decodes two frames at random positions: on real 300VW videos (inter-frame codecs, thousands of
-    frames) pass ``cache_dir`` so they are decoded once into JPEGs (``Sequence.build_cache``) instead of seeking.
+    frames) pass ``cache_dir`` so they are decoded once into JPEGs (``VideoSequence.build_cache``) instead of seeking.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, split: str | Iterable[str] = "train", size: int = 256,

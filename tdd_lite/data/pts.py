@@ -29,15 +29,13 @@ value ``x`` as the image coordinate where pixel ``i``'s centre is at ``i`` (Open
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tdd_lite.errors import DataError
-from tdd_lite.files import current_umask, read_regular_file
+from tdd_lite.files import atomic_write, read_regular_file
 
 N_POINTS = 68
 MAX_PTS_BYTES = 1 << 20  # a 68-point file is ~1.5 KB; anything near 1 MiB is not a landmark file
@@ -144,16 +142,6 @@ def format_pts(points: np.ndarray, decimals: int | None = None) -> str:
 
 
 def write_pts(path: str | Path, points: np.ndarray, decimals: int | None = None) -> None:
-    """Write a ``.pts`` file atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    text = format_pts(points, decimals)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600 files; honour the umask like open() does
-        with os.fdopen(fd, "w", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write a ``.pts`` file atomically (:func:`tdd_lite.files.atomic_write`: a temporary file in the same folder,
+    then a rename), with LF line ends and the umask's permissions."""
+    atomic_write(path, format_pts(points, decimals))

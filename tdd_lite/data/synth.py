@@ -62,7 +62,7 @@ from tdd_lite import render
 from tdd_lite.camera import camera_from_pose, euler_to_rotation, project
 from tdd_lite.config import fast_mode
 from tdd_lite.data.pts import write_pts
-from tdd_lite.data.vw300 import ANNOT_DIR, SPLITS_FILE, VIDEO_FILE, write_video
+from tdd_lite.data.vw300 import ANNOT_DIR, SPLITS_FILE, VIDEO_FILE
 from tdd_lite.errors import (
     MAX_FRAME_PIXELS,
     MAX_FRAME_SIDE,
@@ -74,6 +74,7 @@ from tdd_lite.errors import (
 )
 from tdd_lite.files import PARTIAL_MARKER, make_partial_dir, remove_partial, remove_stale_partials, sigterm_raises
 from tdd_lite.morphable import MorphableModel, load_teaching_model
+from tdd_lite.video_io import write_video
 
 SYNTH_FILE = "synth.json"
 MARKER_FILE = "synth300vw.json"  # {"format": "Synth300VW", "format_version": N, "made_by": "tdd_lite synth"}
@@ -459,9 +460,12 @@ def default_settings(fast: bool | None = None) -> dict:
 
 
 _VIDEO_DIR = re.compile(r"^\d{3}$")
-_PTS = re.compile(r"^\d{6}\.pts(\.[^/]*\.tmp)?$")
+# a .pts file, or the temporary file of one being written: atomic_write's .000001.tmp-PID-XXXX.pts, or the
+# 000001.pts.XXXX.tmp of earlier versions
+_PTS = re.compile(r"^(\d{6}\.pts(\.[^/]*\.tmp)?|\.\d{6}\.tmp-\d+-[A-Za-z0-9_]+\.pts)$")
 _SET_ENTRIES = {SPLITS_FILE, SYNTH_FILE, MARKER_FILE, PARTIAL_MARKER}
-_VIDEO_ENTRIES = {VIDEO_FILE, ANNOT_DIR, PARAMS_FILE, "vid.partial.avi"}
+_VIDEO_ENTRIES = {VIDEO_FILE, ANNOT_DIR, PARAMS_FILE, "vid.partial.avi"}  # vid.partial.avi: earlier versions' temp
+_VIDEO_TMP = re.compile(r"^\.vid\.tmp-\d+-[A-Za-z0-9_]+\.avi$")  # video_io.VideoWriter's temporary vid.avi
 
 
 def synth_set_problem(path: str | os.PathLike) -> str | None:
@@ -499,7 +503,8 @@ def synth_set_problem(path: str | os.PathLike) -> str | None:
         if not (_VIDEO_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()):
             return f"it holds {entry.name!r}, which synth does not write"
         for sub in entry.iterdir():
-            if sub.name not in _VIDEO_ENTRIES or sub.is_symlink() or sub.is_dir() != (sub.name == ANNOT_DIR):
+            known = sub.name in _VIDEO_ENTRIES or _VIDEO_TMP.match(sub.name)
+            if not known or sub.is_symlink() or sub.is_dir() != (sub.name == ANNOT_DIR):
                 return f"it holds {entry.name}/{sub.name}, which synth does not write"
         annot = entry / ANNOT_DIR
         if annot.is_dir():

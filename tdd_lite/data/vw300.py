@@ -8,7 +8,8 @@ Layout (the 300VW release; Synth300VW writes the same)::
     ROOT/NNN/params.npz           optional (Synth300VW only): the true 3DMM and camera parameters
 
 The data root is an argument or the ``TDD_300VW_ROOT`` environment variable. Landmarks are returned as stored
-(see :mod:`tdd_lite.data.pts` for the coordinate convention).
+(see :mod:`tdd_lite.data.pts` for the coordinate convention). Videos are opened, decoded, counted and written
+by :mod:`tdd_lite.video_io` (the one home of video I/O); this module knows the layout around them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import stat
 import sys
 import weakref
 from collections.abc import Iterable
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from tdd_lite.data.pts import N_POINTS, PtsError, read_pts, write_pts
-from tdd_lite.errors import DataError, UsageError
+from tdd_lite.errors import DataError, MissingDataError, UsageError
 from tdd_lite.files import (
     PARTIAL_MARKER,
     is_partial,
@@ -36,6 +36,15 @@ from tdd_lite.files import (
     read_regular_file,
     remove_partial,
     remove_stale_partials,
+)
+from tdd_lite.video_io import (
+    count_frames,
+    open_video,
+    read_frame,
+    read_frames,
+    special_kind,
+    video_header,
+    write_video,
 )
 
 ENV_ROOT = "TDD_300VW_ROOT"
@@ -76,7 +85,7 @@ def _count_slack(n_annot: int) -> int:
 
 def landmark_problem(points: np.ndarray, size: tuple[int, int] | None = None) -> str | None:
     """Why one frame's (68, 2) landmarks are unusable, or None. The one definition check-data and
-    :class:`Sequence` share: outside the ``(w, h)`` frame (beyond :data:`OUTSIDE_MARGIN`), a landmark box under
+    :class:`VideoSequence` share: outside the ``(w, h)`` frame (beyond :data:`OUTSIDE_MARGIN`), a landmark box under
     :data:`MIN_FACE_PX`, or all points on one line."""
     p = np.asarray(points, dtype=np.float64)
     if size is not None and size[0] > 0 and size[1] > 0:
@@ -96,39 +105,6 @@ def landmark_problem(points: np.ndarray, size: tuple[int, int] | None = None) ->
         return (f"degenerate landmarks: all points on one line (spread across it {sv[1] / sv[0]:.2g} of the "
                 f"spread along it, expected at least {COLLINEAR_RATIO:g})")
     return None
-
-
-def _special(path: Path) -> str | None:
-    """'a FIFO' etc. if ``path`` exists and is not a regular file (opening it could block), else None."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if stat.S_ISREG(st.st_mode):
-        return None
-    return ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-            else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
-
-
-def open_video(path: str | os.PathLike) -> cv2.VideoCapture:
-    """An opened ``cv2.VideoCapture`` of a regular video file (a FIFO or device is refused, never opened)."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingDataError(f"{path}: video missing")
-    kind = _special(path)
-    if kind:
-        raise DataError(f"{path}: is {kind}, expected a regular video file; refused")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise DataError(f"{path}: OpenCV cannot open this video (corrupt file or unsupported codec)")
-    return cap
-
-
-class MissingDataError(DataError, FileNotFoundError):
-    """A data root, video folder or file that does not exist (a :class:`DataError`, also a FileNotFoundError)."""
-
-    __str__ = DataError.__str__
 
 
 class UnknownSplitError(DataError, KeyError):
@@ -219,7 +195,7 @@ def _release_before_fork() -> None:
 os.register_at_fork(before=_release_before_fork)
 
 
-class Sequence:
+class VideoSequence:
     """One video folder ``ROOT/NNN``: lazy frames and its (T, 68, 2) landmarks.
 
     Frames are decoded on demand with OpenCV (a ``VideoCapture`` opened lazily in the calling process, so the
@@ -245,7 +221,7 @@ class Sequence:
         self._size: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
-        return f"Sequence({str(self.path)!r})"
+        return f"VideoSequence({str(self.path)!r})"
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -298,17 +274,13 @@ class Sequence:
         """(frame count, width, height) from the container header, or None when the video cannot be opened
         (reading a frame then raises the reason)."""
         try:
-            cap = open_video(self.video_path)
+            header = video_header(self.video_path)
         except DataError:
             return None
-        try:
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        finally:
-            cap.release()
+        n, w, h = header.frames, header.width, header.height
         if self._size is None and w > 0 and h > 0:
             self._size = (w, h)
-        return max(n, 0), w, h
+        return n, w, h
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -364,34 +336,23 @@ class Sequence:
         cap = self._capture()
         if k != self._next:
             cap.set(cv2.CAP_PROP_POS_FRAMES, k)
-        ok, img = cap.read()
-        if not ok or img is None:
+        rgb = read_frame(cap, f"{self.video_path} frame {k}")
+        if rgb is None:
             self._next = -1
             raise IndexError(f"{self.video_path}: cannot decode frame {k}")
         self._next = k + 1
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return rgb
 
     def frames(self) -> Iterable[np.ndarray]:
-        """All frames in order (sequential decoding, the fast path)."""
-        cap = open_video(self.video_path)
-        try:
-            while True:
-                ok, img = cap.read()
-                if not ok:
-                    return
-                yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        finally:
-            cap.release()
+        """All frames in order (sequential decoding, the fast path: :func:`tdd_lite.video_io.read_frames`)."""
+        return read_frames(self.video_path)
 
     @property
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the video."""
         if self._size is None:
-            cap = open_video(self.video_path)
-            try:
-                self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-            finally:
-                cap.release()
+            header = video_header(self.video_path)
+            self._size = (header.width, header.height)
         return self._size
 
     def build_cache(self, quality: int = 95) -> Path:
@@ -402,7 +363,7 @@ class Sequence:
         once its process is gone. Nothing else is ever deleted.
         """
         if self.cache_dir is None:
-            raise ValueError("Sequence was created without cache_dir")
+            raise ValueError("VideoSequence was created without cache_dir")
         if (self.cache_dir / "complete").exists():
             return self.cache_dir
         self.cache_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -428,40 +389,6 @@ class Sequence:
         return self.cache_dir
 
 
-VIDEO_FOURCC = "MJPG"  # Motion-JPEG in AVI: every OpenCV build with FFmpeg writes and reads it; exact seeking
-
-
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 30.0, quality: int = 90) -> int:
-    """Write RGB uint8 frames to an MJPG ``.avi`` atomically (temp file, then rename); returns the frame count."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    writer = None
-    n = 0
-    try:
-        for img in frames:
-            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                raise ValueError(f"{path}: frame {n} must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
-            if writer is None:
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps,
-                                         (img.shape[1], img.shape[0]))
-                if not writer.isOpened():
-                    raise OSError(f"{path}: OpenCV cannot write {VIDEO_FOURCC} video here")
-                writer.set(cv2.VIDEOWRITER_PROP_QUALITY, quality)
-            writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            n += 1
-        if writer is None:
-            raise ValueError(f"{path}: no frames to write")
-        writer.release()
-        writer = None
-        os.replace(tmp, path)
-    finally:
-        if writer is not None:
-            writer.release()
-        if tmp.exists():
-            tmp.unlink()
-    return n
-
-
 def write_sequence(folder: str | os.PathLike, frames: Iterable[np.ndarray], landmarks: np.ndarray,
                    fps: float = 30.0, decimals: int | None = None) -> Path:
     """Write one sequence in the 300VW layout: ``folder/vid.avi`` and ``folder/annot/%06d.pts`` (1-based)."""
@@ -476,10 +403,10 @@ def write_sequence(folder: str | os.PathLike, frames: Iterable[np.ndarray], land
 
 
 def load_split(root: str | os.PathLike | None, split: str | Iterable[str], cache_dir: str | os.PathLike | None = None,
-               skip_bad: bool = False) -> list[Sequence]:
-    """The :class:`Sequence` objects of a split (``root`` None -> ``$TDD_300VW_ROOT``)."""
+               skip_bad: bool = False) -> list[VideoSequence]:
+    """The :class:`VideoSequence` objects of a split (``root`` None -> ``$TDD_300VW_ROOT``)."""
     r = data_root(root)
-    return [Sequence(r / v, cache_dir=cache_dir, skip_bad=skip_bad) for v in split_videos(r, split)]
+    return [VideoSequence(r / v, cache_dir=cache_dir, skip_bad=skip_bad) for v in split_videos(r, split)]
 
 
 # ====================================================================== selection and the pre-run check
@@ -636,41 +563,6 @@ QUICK_NOTE = ("--quick: frames between the first and the last are not decoded (t
               "frame header")
 
 
-def _count_frames(video: Path, quick: bool) -> tuple[int, int, int]:
-    """(frames, width, height). Without ``quick`` every frame is grabbed (counted); with ``quick`` the
-    container header's count is trusted once its last frame decodes (a truncated file fails that)."""
-    try:
-        cap = open_video(video)
-    except DataError as e:
-        raise OSError(str(e).removeprefix(f"{video}: ")) from None
-    try:
-        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        header = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-        if quick and header > 0:
-            n = header
-        else:
-            n = 0
-            while cap.grab():
-                n += 1
-        if n > 0 and (w <= 0 or h <= 0):
-            raise OSError(f"frame size {w}x{h} is invalid")
-        if n > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, img = cap.read()
-            if not ok or img is None:
-                raise OSError("the first frame cannot be decoded")
-        if n > 1:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1)
-            ok, img = cap.read()
-            if not ok or img is None:
-                raise OSError(f"the last frame ({n - 1}, 0-based) cannot be decoded"
-                              + (f" although the container header declares {header} frames (truncated file?)"
-                                 if quick else " (corrupt or truncated file?)"))
-        return n, w, h
-    finally:
-        cap.release()
-
-
 def _check_video(report: Report, folder: Path, skip_bad: bool, quick: bool) -> None:
     name = folder.name
     video = folder / VIDEO_FILE
@@ -687,7 +579,7 @@ def _check_video(report: Report, folder: Path, skip_bad: bool, quick: bool) -> N
     for extra in sorted(p.name for p in folder.iterdir() if p.name not in (VIDEO_FILE, ANNOT_DIR, "params.npz")):
         report.warn(folder / extra, "stray file or folder (not part of the 300VW layout; ignored)")
     n_frames = w = h = None
-    kind = _special(video)
+    kind = special_kind(video)
     if not video.exists():
         report.error(video, "missing video file")
     elif kind:
@@ -696,9 +588,9 @@ def _check_video(report: Report, folder: Path, skip_bad: bool, quick: bool) -> N
         report.error(video, "video file is empty (0 bytes)")
     else:
         try:
-            n_frames, w, h = _count_frames(video, quick)
-        except OSError as e:
-            report.error(video, f"unreadable video: {e}")
+            n_frames, w, h = count_frames(video, quick)
+        except DataError as e:
+            report.error(video, f"unreadable video: {str(e).removeprefix(f'{video}: ')}")
         else:
             if n_frames == 0:
                 report.error(video, "video has no decodable frames")
