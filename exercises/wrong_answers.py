@@ -2,10 +2,13 @@
 question's tests (so the tests catch the mistakes students really make). Not handed out.
 
 ``WRONG[set][question]`` is a list of ``(what is wrong, code)``; the code redefines the question's function in a
-namespace where the reference solution ran first.
+namespace where the reference solution ran first. ``_step`` and ``_loop`` write the reference of ex06 q3 and ex07 q5
+with one part changed (the mistake), so that each wrong answer differs from the solution in that part only.
 """
 
-def _step(forward='G(torch.cat([batch["image"], batch["prev_image"]]))', land="torch.sqrt(((v - U) ** 2).sum(dim=(1, 2)) + 1e-12).mean()",
+
+def _step(forward='G(torch.cat([batch["image"], batch["prev_image"]]))',
+          land="torch.sqrt(((v - U) ** 2).sum(dim=(1, 2)) + 1e-12).mean()",
           zero_g_early="", d_inputs="pairs[n][0].detach(), pairs[n][1].detach()", real_label="torch.ones_like",
           fake_label="torch.zeros_like", retain="", d_opt_step="opt_d.step()", g_land="l_land",
           zero_g_late="opt_g.zero_grad()", after_g="") -> str:
@@ -334,7 +337,8 @@ def recover_lambdas(records):
 def recover_lambdas(records):
     names = [n for n in ("id", "exp", "temporal") if f"G_{n}" in records[0]]
     A = np.array([[r[f"G_{n}"] for n in names] for r in records])
-    return {n: float(v) for n, v in zip(names, np.linalg.lstsq(A, np.array([r["L_G"] for r in records]), rcond=None)[0])}
+    lam = np.linalg.lstsq(A, np.array([r["L_G"] for r in records]), rcond=None)[0]
+    return {n: float(v) for n, v in zip(names, lam)}
 """),
             ("three discriminators assumed (an ablation row has fewer)", """
 def recover_lambdas(records):
