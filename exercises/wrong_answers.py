@@ -2,8 +2,103 @@
 question's tests (so the tests catch the mistakes students really make). Not handed out.
 
 ``WRONG[set][question]`` is a list of ``(what is wrong, code)``; the code redefines the question's function in a
-namespace where the reference solution ran first.
+namespace where the reference solution ran first. ``_step`` and ``_loop`` write the reference of ex06 q3 and ex07 q5
+with one part changed (the mistake), so that each wrong answer differs from the solution in that part only.
 """
+
+
+def _step(forward='G(torch.cat([batch["image"], batch["prev_image"]]))',
+          land="torch.sqrt(((v - U) ** 2).sum(dim=(1, 2)) + 1e-12).mean()",
+          zero_g_early="", d_inputs="pairs[n][0].detach(), pairs[n][1].detach()", real_label="torch.ones_like",
+          fake_label="torch.zeros_like", retain="", d_opt_step="opt_d.step()", g_land="l_land",
+          zero_g_late="opt_g.zero_grad()", after_g="") -> str:
+    """ex06 q3: the reference iteration with one part changed (each keyword replaces one line's code)."""
+    return f"""
+def adversarial_step(G, Ds, opt_g, opt_d, batch, lambdas=None):
+    lambdas = {{n: 0.1 for n in Ds}} if lambdas is None else lambdas
+    b = batch["image"].shape[0]
+    a_id, a_exp, cam = {forward}
+    U, U_prev = batch["gt_lmk"], batch["prev_gt_lmk"]
+    v = D.pred_lmk(model, a_id[:b], a_exp[:b], cam[:b])
+    v_prev = D.pred_lmk(model, a_id[b:], a_exp[b:], cam[b:])
+    v_exp = D.pred_lmk_exp_only(model, a_exp[:b], cam[:b])
+    v_id = D.pred_lmk_id_only(model, a_id[:b], cam[:b])
+    pairs = {{"id": (D.real_id_disp(U, v_exp), D.fake_id_disp(v, v_exp)),
+             "exp": (D.real_exp_disp(U, v_id), D.fake_exp_disp(v, v_id)),
+             "temporal": (D.real_temporal_disp(U, U_prev), D.fake_temporal_disp(v, v_prev))}}
+    l_land = {land}
+    logs = {{"landmark": l_land.item()}}
+    {zero_g_early}
+    loss_d = 0.0
+    for n, d in Ds.items():
+        real, fake = {d_inputs}
+        r_logit, f_logit = d(real), d(fake)
+        term = (F.binary_cross_entropy_with_logits(r_logit, {real_label}(r_logit))
+                + F.binary_cross_entropy_with_logits(f_logit, {fake_label}(f_logit)))
+        logs[f"D_{{n}}"] = term.item()
+        loss_d = loss_d + lambdas[n] * term
+    opt_d.zero_grad()
+    loss_d.backward({retain})
+    {d_opt_step}
+    logs["L_D"] = loss_d.item()
+    loss_g = {g_land}
+    for n, d in Ds.items():
+        f_logit = d(pairs[n][1])
+        term = F.binary_cross_entropy_with_logits(f_logit, torch.ones_like(f_logit))
+        logs[f"G_{{n}}"] = term.item()
+        loss_g = loss_g + lambdas[n] * term
+    {zero_g_late}
+    loss_g.backward()
+    opt_g.step()
+    {after_g}
+    logs["L_G"] = loss_g.item()
+    return logs
+"""
+
+
+def _loop(redetect=True, box="previous", size_ref="kept", after_redetect="estimate", lost=True, outside=True) -> str:
+    """ex07 q5: the reference tracking loop with one rule changed."""
+    return f"""
+def track(frames, detect, predict, size=SIZE):
+    def estimate(frame, box):
+        return from_crop(np.asarray(predict(image_to_tensor(crop_image(frame, box, size)))[0]), box)
+
+    def side(lmk):
+        x0, y0, x1, y1 = landmark_bbox(lmk)
+        return max(x1 - x0, y1 - y0)
+
+    def inside(lmk, frame):
+        if not {outside}:
+            return 1.0
+        x0, y0, x1, y1 = landmark_bbox(lmk)
+        h, w = frame.shape[:2]
+        return max(0.0, min(x1, w) - max(x0, 0)) * max(0.0, min(y1, h) - max(y0, 0)) / ((x1 - x0) * (y1 - y0))
+
+    out, kept, first, n, next_box = [], None, None, 0, None
+    for t, frame in enumerate(frames):
+        if kept is None:
+            box0 = detect(t)
+            kept = first = lmk = estimate(frame, box0)
+            next_box = box_from_landmarks(lmk)
+            out.append(lmk)
+            continue
+        box = box0 if "{box}" == "box0" else next_box
+        lmk = estimate(frame, box)
+        ref = first if "{size_ref}" == "first" else kept
+        if {redetect} and (inside(lmk, frame) < 0.5 or not 1 / 1.35 <= side(lmk) / side(ref) <= 1.35):
+            box = detect(t)
+            lmk = estimate(frame, box)
+            if inside(lmk, frame) >= 0.5 or not {lost}:
+                n += 1
+                kept = lmk
+                next_box = box if "{after_redetect}" == "detector" else box_from_landmarks(lmk)
+        else:
+            kept = lmk
+            next_box = box_from_landmarks(lmk)
+        out.append(lmk)
+    return np.array(out), n
+"""
+
 
 WRONG: dict[str, dict[str, list[tuple[str, str]]]] = {
     "ex01": {
@@ -232,64 +327,68 @@ def make_discriminator(p=0.3):
     },
     "ex06": {
         "q1": [
-            ("linear decay", """
-def lr_at(step, total, lr=1e-3, lr_final=1e-5):
-    return lr + (lr_final - lr) * min(step, total) / total
+            ("one lambda for all: the mean ratio (L_G - L_land) / sum of the G terms", """
+def recover_lambdas(records):
+    names = [n for n in ("id", "exp", "temporal") if f"G_{n}" in records[0]]
+    lam = np.mean([(r["L_G"] - r["landmark"]) / sum(r[f"G_{n}"] for n in names) for r in records])
+    return {n: float(lam) for n in names}
 """),
-            ("exponential decay (the other reading, not this schedule)", """
-def lr_at(step, total, lr=1e-3, lr_final=1e-5):
-    return lr * (lr_final / lr) ** (min(step, total) / total)
+            ("L_land not subtracted (L_G fitted by the adversarial terms alone)", """
+def recover_lambdas(records):
+    names = [n for n in ("id", "exp", "temporal") if f"G_{n}" in records[0]]
+    A = np.array([[r[f"G_{n}"] for n in names] for r in records])
+    lam = np.linalg.lstsq(A, np.array([r["L_G"] for r in records]), rcond=None)[0]
+    return {n: float(v) for n, v in zip(names, lam)}
+"""),
+            ("three discriminators assumed (an ablation row has fewer)", """
+def recover_lambdas(records):
+    names = ("id", "exp", "temporal")
+    A = np.array([[r.get(f"G_{n}", 0.0) for n in names] for r in records])
+    y = np.array([r["L_G"] - r["landmark"] for r in records])
+    return {n: float(v) for n, v in zip(names, np.linalg.lstsq(A, y, rcond=None)[0])}
 """),
         ],
         "q2": [
-            ("lambda applied to the landmark loss too", """
-def generator_total_loss(l_land, adv_terms, lam=0.1):
-    return lam * (l_land + sum(adv_terms.values()))
+            ("D's loss without its fake term (ln 2 at chance instead of ln 4)", """
+def losses_at(p_real, p_fake, l_land, lambdas):
+    nll = lambda p: math.inf if p <= 0 else -math.log(p)
+    lam = sum(lambdas.values())
+    return float(lam * nll(p_real)), float(l_land + lam * nll(p_fake))
 """),
-            ("lambda hard-coded", """
-def generator_total_loss(l_land, adv_terms, lam=0.1):
-    return l_land + 0.1 * sum(adv_terms.values())
+            ("erratum 1 ignored: -ln D(real) - ln D(fake)", """
+def losses_at(p_real, p_fake, l_land, lambdas):
+    nll = lambda p: math.inf if p <= 0 else -math.log(p)
+    lam = sum(lambdas.values())
+    return float(lam * (nll(p_real) + nll(p_fake))), float(l_land + lam * nll(p_fake))
+"""),
+            ("lambda applied to L_land too", """
+def losses_at(p_real, p_fake, l_land, lambdas):
+    nll = lambda p: math.inf if p <= 0 else -math.log(p)
+    lam = sum(lambdas.values())
+    return float(lam * (nll(p_real) + nll(1 - p_fake))), float(lam * (l_land + nll(p_fake)))
+"""),
+            ("the saturating G term log(1 - D(fake)) (erratum 2's other reading)", """
+def losses_at(p_real, p_fake, l_land, lambdas):
+    nll = lambda p: math.inf if p <= 0 else -math.log(p)
+    lam = sum(lambdas.values())
+    return float(lam * (nll(p_real) + nll(1 - p_fake))), float(l_land - lam * nll(1 - p_fake))
 """),
         ],
         "q3": [
-            ("speed from the previous RAW value (MediaPipe's variant, not the paper's)", """
-def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
-    x = np.asarray(stream, dtype=float)
-    alpha = lambda fc: 1.0 / (1.0 + fps / (2.0 * np.pi * fc))
-    out = np.empty_like(x)
-    out[0], y, edx = x[0], x[0], np.zeros_like(x[0])
-    for t in range(1, len(x)):
-        dx = (x[t] - x[t - 1]) * fps
-        edx = alpha(d_cutoff) * dx + (1 - alpha(d_cutoff)) * edx
-        a = alpha(min_cutoff + beta * np.abs(edx))
-        y = a * x[t] + (1 - a) * y
-        out[t] = y
-    return out
-"""),
-            ("alpha inverted (tau / (tau + Te))", """
-def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
-    x = np.asarray(stream, dtype=float)
-    alpha = lambda fc: 1.0 - 1.0 / (1.0 + fps / (2.0 * np.pi * fc))
-    out = np.empty_like(x)
-    out[0], y, edx = x[0], x[0], np.zeros_like(x[0])
-    for t in range(1, len(x)):
-        dx = (x[t] - y) * fps
-        edx = alpha(d_cutoff) * dx + (1 - alpha(d_cutoff)) * edx
-        a = alpha(min_cutoff + beta * np.abs(edx))
-        y = a * x[t] + (1 - a) * y
-        out[t] = y
-    return out
-"""),
-            ("a fixed exponential smoother (beta ignored)", """
-def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
-    x = np.asarray(stream, dtype=float)
-    a = 1.0 / (1.0 + fps / (2.0 * np.pi * min_cutoff))
-    out = np.empty_like(x)
-    out[0] = x[0]
-    for t in range(1, len(x)):
-        out[t] = a * x[t] + (1 - a) * out[t - 1]
-    return out
-"""),
+            ("the D step without detach: its gradient reaches G (graph kept, G's gradients zeroed only once)",
+             _step(d_inputs="pairs[n][0], pairs[n][1]", retain="retain_graph=True", zero_g_early="opt_g.zero_grad()",
+                   zero_g_late="")),
+            ("labels swapped in the D step (real = 0, fake = 1)",
+             _step(real_label="torch.zeros_like", fake_label="torch.ones_like")),
+            ("lambda applied to L_land too", _step(g_land="0.1 * l_land")),
+            ("G run twice, on I and on I' separately (BatchNorm over other batches)",
+             _step(forward='[torch.cat(p) for p in zip(G(batch["image"]), G(batch["prev_image"]))]')),
+            ("the G step judged by the Ds before their update (opt_d stepped after the G step)",
+             _step(d_opt_step="", after_g="opt_d.step()")),
+            ("the Ds trained again in the G step (their weights not frozen)",
+             _step(after_g="opt_d.step()")),
+            ("eq. 1 as the mean distance per landmark", _step(
+                land="torch.sqrt(((v - U) ** 2).sum(-1) + 1e-12).mean()")),
         ],
     },
     "ex07": {
@@ -398,6 +497,55 @@ def lag(pred, gt, max_shift=5):
             best_k, best_r = k, r
     return int(best_k)
 """),
+        ],
+        "q4": [
+            ("speed from the previous RAW value (MediaPipe's variant, not the paper's)", """
+def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
+    x = np.asarray(stream, dtype=float)
+    alpha = lambda fc: 1.0 / (1.0 + fps / (2.0 * np.pi * fc))
+    out = np.empty_like(x)
+    out[0], y, edx = x[0], x[0], np.zeros_like(x[0])
+    for t in range(1, len(x)):
+        dx = (x[t] - x[t - 1]) * fps
+        edx = alpha(d_cutoff) * dx + (1 - alpha(d_cutoff)) * edx
+        a = alpha(min_cutoff + beta * np.abs(edx))
+        y = a * x[t] + (1 - a) * y
+        out[t] = y
+    return out
+"""),
+            ("alpha inverted (tau / (tau + Te))", """
+def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
+    x = np.asarray(stream, dtype=float)
+    alpha = lambda fc: 1.0 - 1.0 / (1.0 + fps / (2.0 * np.pi * fc))
+    out = np.empty_like(x)
+    out[0], y, edx = x[0], x[0], np.zeros_like(x[0])
+    for t in range(1, len(x)):
+        dx = (x[t] - y) * fps
+        edx = alpha(d_cutoff) * dx + (1 - alpha(d_cutoff)) * edx
+        a = alpha(min_cutoff + beta * np.abs(edx))
+        y = a * x[t] + (1 - a) * y
+        out[t] = y
+    return out
+"""),
+            ("a fixed exponential smoother (beta ignored)", """
+def one_euro(stream, fps=30.0, min_cutoff=1.0, beta=0.0, d_cutoff=1.0):
+    x = np.asarray(stream, dtype=float)
+    a = 1.0 / (1.0 + fps / (2.0 * np.pi * min_cutoff))
+    out = np.empty_like(x)
+    out[0] = x[0]
+    for t in range(1, len(x)):
+        out[t] = a * x[t] + (1 - a) * out[t - 1]
+    return out
+"""),
+        ],
+        "q5": [
+            ("no re-detection: the crop always follows the previous estimate", _loop(redetect=False)),
+            ("cropping around the first box forever", _loop(box="box0")),
+            ("each size compared with the first frame's estimate, not the last one kept", _loop(size_ref="first")),
+            ("after a re-detection the next crop is the detector's box, not the re-estimate's",
+             _loop(after_redetect="detector")),
+            ("no 'lost' frames: every re-detection counted and kept, even out of the frame", _loop(lost=False)),
+            ("no 'outside' test (the size jump only)", _loop(outside=False)),
         ],
     },
     "ex08": {
