@@ -233,13 +233,13 @@ class DisplacementExplorer:
     def update(self, change=None) -> None:
         import matplotlib.pyplot as plt
 
-        from . import displacement as D
+        from . import displacement as disp
 
         a_id, a_exp = self.prediction()
         with torch.no_grad():
-            v = D.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
-            v_exp = D.pred_lmk_exp_only(self.model, a_exp, self.camera)[0]
-            v_id = D.pred_lmk_id_only(self.model, a_id, self.camera)[0]
+            v = disp.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
+            v_exp = disp.pred_lmk_exp_only(self.model, a_exp, self.camera)[0]
+            v_id = disp.pred_lmk_id_only(self.model, a_id, self.camera)[0]
         which = self.sliders["which"].value
         base = v_exp if which == "ID" else v_id
         real, fake = self.U - base, v - base
@@ -318,11 +318,11 @@ class DiscriminatorExplorer:
         return cur, prev
 
     def update(self, change=None) -> None:
-        from . import displacement as D
+        from . import displacement as disp
 
         cur, prev = self.prediction()
         with torch.no_grad():
-            x = D.all_displacements(self.model, cur, prev, self.U, self.U_prev)
+            x = disp.all_displacements(self.model, cur, prev, self.U, self.U_prev)
             for k, d in self.ds.items():
                 self.last_probs[k] = (float(torch.sigmoid(d(x[f"fake_{k}_disp"])).item()),
                                       float(torch.sigmoid(d(x[f"real_{k}_disp"])).item()))
