@@ -9,8 +9,7 @@ from .conftest import ROOT
 
 LIMIT = 100
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-# notebook 08 is being rewritten elsewhere; its lines are wrapped with that work
-PENDING = {"08_ablation_and_stabilisers.ipynb"}
+PENDING: set[str] = set()
 
 
 def long_lines(path):
