@@ -4,7 +4,8 @@ Chromium (Debian's package, driven by Playwright with its executable path; Playw
 For each page (1280 x 900 px): no request to another host, no failed request (network error or HTTP >= 400), no
 console error and no uncaught page error, every image loaded, math typeset where the page has math (no raw TeX
 left), every internal link resolving to a built file (and its #anchor to an element of that file), the saved widget
-state rendered where a notebook has widgets, and no code block cut off (text wider than the content column).
+state rendered where a notebook has widgets (slider labels and readouts whole), and no code block cut off (text
+wider than the content column).
 Screenshots go to ``_build/screenshots/<edition>/``.
 
 Needs ``_build/html`` (``make book``) and ``_build/instructor/html`` (``make book-instructor``); ``make test``
@@ -144,6 +145,15 @@ def check_page(browser, base: str, root: Path, page_path: Path, shot: Path) -> t
                 .reduce((a, l) => l.length > a.length ? l : a, '').trim().slice(0, 50)])""")
         for scroll, client, line in clipped:
             problems.append(f"code block cut off ({scroll} px of text in {client} px): {line!r}")
+        # the explorers' slider labels and value readouts are shown whole (not cut off or squeezed to nothing)
+        cut = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.widget-slider .widget-label, .widget-slider .widget-readout'))
+            .filter(e => getComputedStyle(e).display !== 'none' && e.textContent.trim()
+                    && (e.scrollWidth > e.clientWidth + 1 || e.clientWidth === 0))
+            .map(e => [e.className, e.textContent.trim(), e.scrollWidth, e.clientWidth])""")
+        for cls, text, scroll, client in cut:
+            problems.append(f"slider {'label' if 'label' in cls else 'readout'} {text!r} cut off "
+                            f"({scroll} px in {client} px)")
         final_url = page.url   # index.html redirects to the intro: links resolve against the page shown
         hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
     finally:
