@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from tdd_lite import displacement as D
-
+from . import displacement as disp
 from . import style
 from .camera import camera_from_pose, euler_to_rotation, look_at_crop, project
 from .morphable import MorphableModel, load_teaching_model
@@ -234,9 +233,9 @@ class DisplacementExplorer:
     def update(self, change=None) -> None:
         a_id, a_exp = self.prediction()
         with torch.no_grad():
-            v = D.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
-            v_exp = D.pred_lmk_exp_only(self.model, a_exp, self.camera)[0]
-            v_id = D.pred_lmk_id_only(self.model, a_id, self.camera)[0]
+            v = disp.pred_lmk(self.model, a_id, a_exp, self.camera)[0]
+            v_exp = disp.pred_lmk_exp_only(self.model, a_exp, self.camera)[0]
+            v_id = disp.pred_lmk_id_only(self.model, a_id, self.camera)[0]
         which = self.sliders["which"].value
         base = v_exp if which == "ID" else v_id
         real, fake = self.U - base, v - base
@@ -317,7 +316,7 @@ class DiscriminatorExplorer:
     def update(self, change=None) -> None:
         cur, prev = self.prediction()
         with torch.no_grad():
-            x = D.all_displacements(self.model, cur, prev, self.U, self.U_prev)
+            x = disp.all_displacements(self.model, cur, prev, self.U, self.U_prev)
             for k, d in self.ds.items():
                 self.last_probs[k] = (float(torch.sigmoid(d(x[f"fake_{k}_disp"])).item()),
                                       float(torch.sigmoid(d(x[f"real_{k}_disp"])).item()))

@@ -1,10 +1,12 @@
 """Browser check of both built editions of the book, every page: served on 127.0.0.1 and opened in headless
 Chromium (Debian's package, driven by Playwright with its executable path; Playwright downloads nothing).
 
-For each page: no request to another host, no failed request (network error or HTTP >= 400), no console error
-and no uncaught page error, every image loaded, math typeset where the page has math (no raw TeX left), every
-internal link resolving to a built file (and its #anchor to an element of that file), and the saved widget state
-rendered where a notebook has widgets. Screenshots go to ``_build/screenshots/<edition>/``.
+For each page (1280 x 900 px): no request to another host, no failed request (network error or HTTP >= 400), no
+console error and no uncaught page error, every image loaded, math typeset where the page has math (no raw TeX
+left), every internal link resolving to a built file (and its #anchor to an element of that file), the saved widget
+state rendered where a notebook has widgets (slider labels and readouts whole), and no code block cut off (text
+wider than the content column).
+Screenshots go to ``_build/screenshots/<edition>/``.
 
 Needs ``_build/html`` (``make book``) and ``_build/instructor/html`` (``make book-instructor``); ``make test``
 builds both first and sets ``TDD_REQUIRE_BROWSER=1``, so that a missing book or browser fails instead of skipping.
@@ -134,6 +136,24 @@ def check_page(browser, base: str, root: Path, page_path: Path, shot: Path) -> t
             if not complete or width == 0:
                 problems.append(f"image not loaded: {src}")
         sliders = page.locator(".widget-slider").count()
+        # code and printed lines fit the content column at 1280 px (book/css/tdd_book.css): no code block is cut
+        # off behind a scroll bar (blocks in a closed dropdown or hidden cell measure 0 and pass)
+        clipped = page.evaluate("""() => Array.from(document.querySelectorAll(
+            'article div.cell_input pre, article div.cell_output pre, article div.highlight pre'))
+            .filter(e => e.scrollWidth > e.clientWidth + 1)
+            .map(e => [e.scrollWidth, e.clientWidth, e.textContent.split('\\n')
+                .reduce((a, l) => l.length > a.length ? l : a, '').trim().slice(0, 50)])""")
+        for scroll, client, line in clipped:
+            problems.append(f"code block cut off ({scroll} px of text in {client} px): {line!r}")
+        # the explorers' slider labels and value readouts are shown whole (not cut off or squeezed to nothing)
+        cut = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.widget-slider .widget-label, .widget-slider .widget-readout'))
+            .filter(e => getComputedStyle(e).display !== 'none' && e.textContent.trim()
+                    && (e.scrollWidth > e.clientWidth + 1 || e.clientWidth === 0))
+            .map(e => [e.className, e.textContent.trim(), e.scrollWidth, e.clientWidth])""")
+        for cls, text, scroll, client in cut:
+            problems.append(f"slider {'label' if 'label' in cls else 'readout'} {text!r} cut off "
+                            f"({scroll} px in {client} px)")
         final_url = page.url   # index.html redirects to the intro: links resolve against the page shown
         hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
     finally:

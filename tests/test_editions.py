@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import html
 import html.parser
+import json
 import os
+import re
+import zipfile
 
 import pytest
 
@@ -99,3 +102,28 @@ def test_instructor_edition_shows_solutions_and_passing_checks():
         assert raw.count(" passed!") >= _n_questions(master), master.name   # otter: "q1 passed! ..."
         assert "Test case failed" not in raw, master.name
     assert "Grading notes (instructor edition only)" in (INSTRUCTOR / "book" / "for_instructors.html").read_text()
+
+
+@pytest.mark.parametrize("edition", ["student", "instructor"])
+def test_exercise_pages_title_first_and_a_working_download(edition):
+    """Each exercise page opens with its title (otter's set-up cell below it) and links, relatively, to a zip in
+    the built site holding the student notebook with its public checks (no solution line)."""
+    root = STUDENT if edition == "student" else INSTRUCTOR
+    _need(root)
+    solutions = _all_solution_lines()
+    for master in cw.masters():
+        page = root / "book" / "exercises" / f"{master.stem}.html"
+        raw = page.read_text(encoding="utf-8")
+        body = raw[raw.index('<article'):]
+        assert body.index("<h1") < body.index("Initialize Otter"), f"{page.name}: otter's cell above the title"
+        links = re.findall(r'<a [^>]*href="([^"]+\.zip)"', raw)
+        assert len(set(links)) == 1, f"{page.name}: zip links {links}"
+        href = html.unescape(links[0])
+        assert not re.match(r"^([a-z]+:|/)", href), f"{page.name}: {href} is not a relative link"
+        target = (page.parent / href).resolve()
+        assert target.is_file() and root.resolve() in target.parents, f"{page.name}: {href} not in the site"
+        with zipfile.ZipFile(target) as z:
+            assert z.namelist() == [f"{master.stem}/{master.name}"], z.namelist()
+            nb = z.read(z.namelist()[0]).decode()
+        assert '"tests"' in nb and "grader.check" in nb and "otter.Notebook(" in nb, master.name
+        assert not [s for s in solutions if json.dumps(s)[1:-1] in nb], f"{target.name}: a solution line in the zip"

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,39 @@ def test_student_notebooks_hold_no_solution_line(assigned):
             '"hidden": false', "")
 
 
-def test_book_pages_student_edition_has_no_solution(tmp_path):
+def _is_title(cell) -> bool:
+    return cell["cell_type"] == "markdown" and "".join(cell["source"]).startswith("# ")
+
+
+def test_title_comes_before_otters_set_up_cell(assigned):
+    """Handed-out and solution notebooks open with their title; otter's set-up cell follows it and still runs
+    before every ``grader.check``."""
+    for student, solution, _ in assigned.values():
+        for nb in (student, solution):
+            cells = cw.load(nb)["cells"]
+            inits = [i for i, c in enumerate(cells) if cw.is_init_cell(c)]
+            checks = [i for i, c in enumerate(cells) if "".join(c["source"]).strip().startswith("grader.check")]
+            assert _is_title(cells[0]), f"{nb.name}: the first cell is not the title"
+            assert inits == [1], f"{nb.name}: otter's set-up cell at {inits}, expected right below the title"
+            assert checks and min(checks) > inits[0], nb.name
+
+
+def test_title_first_moves_only_the_set_up_cell():
+    init = {"cell_type": "code", "source": ['import otter\n', 'grader = otter.Notebook("x.ipynb")']}
+    title = {"cell_type": "markdown", "source": ["# Title\n", "text"]}
+    other = [{"cell_type": "code", "source": [f"x = {i}"]} for i in range(3)]
+    nb = {"cells": [init, title, *other], "metadata": {"k": 1}}
+    out = cw.title_first(nb)
+    assert out["cells"] == [title, init, *other] and out["metadata"] == {"k": 1}
+    assert nb["cells"][0] is init                       # the input is not changed
+    assert cw.title_first(out) is out                   # already in order
+    no_title = {"cells": [init, *other]}
+    assert cw.title_first(no_title) is no_title
+    late = {"cells": [other[0], init, other[1], title, other[2]]}
+    assert cw.title_first(late)["cells"] == [other[0], other[1], title, init, other[2]]
+
+
+def test_book_pages_student_edition_has_no_solution(tmp_path, assigned):
     pages = cw.write_book_pages("student", tmp_path / "pages")
     assert len(pages) == len(MASTERS)
     for master, page in zip(MASTERS, pages):
@@ -149,6 +182,22 @@ def test_book_pages_student_edition_has_no_solution(tmp_path):
         leaked = [s for s in _solution_lines(master) if json.dumps(s)[1:-1] in text]
         assert not leaked, f"{page.name}: {leaked}"
         assert json.loads(text)["metadata"]["mystnb"]["execution_mode"] == "off"
+        # the title, then the download line, then otter's set-up cell
+        cells = json.loads(text)["cells"]
+        assert _is_title(cells[0]) and cw.is_init_cell(cells[2]), page.name
+        assert f"{{download}}`{master.stem}.zip <{master.stem}.zip>`" in "".join(cells[1]["source"]), page.name
+        # the zip beside the page: the handed-out student notebook (public checks in its metadata), no solution
+        with zipfile.ZipFile(page.with_suffix(".zip")) as z:
+            assert z.namelist() == [f"{master.stem}/{master.name}"], z.namelist()
+            inside = z.read(f"{master.stem}/{master.name}").decode()
+        student = assigned[master.stem.split("_", 1)[0]][0]
+        def no_ids(cells):   # otter gives the cells new random ids on every run
+            return [{k: v for k, v in c.items() if k != "id"} for c in cells]
+
+        assert no_ids(json.loads(inside)["cells"]) == no_ids(cw.load(student)["cells"]), page.name
+        tests = cw.question_tests(student)
+        assert json.loads(inside)["metadata"]["otter"]["tests"] == tests and len(tests) >= 2
+        assert not [s for s in _solution_lines(master) if json.dumps(s)[1:-1] in inside], page.name
     inst = cw.write_book_pages("instructor", tmp_path / "pages")  # replaces its own folder
     assert all(any(json.dumps(s)[1:-1] in p.read_text() for s in _solution_lines(m)) for m, p in zip(MASTERS, inst))
     (tmp_path / "other").mkdir()
@@ -183,6 +232,35 @@ def test_grader_check_in_a_kernel_offline_and_otter_run(assigned, tmp_path):
         scores = {t["name"]: t.get("score") for t in json.loads((res / "results.json").read_text())["tests"]}
         got = sum(v for k, v in scores.items() if k.startswith("q") and v is not None)
         assert got == pytest.approx(expect), (label, scores)
+
+
+@pytest.mark.slow
+def test_downloaded_zip_runs_grader_check_offline(assigned, tmp_path):
+    """The zip of a book page, unzipped on its own: its notebook runs top to bottom in a kernel, offline; each
+    ``grader.check`` fails on the stubs and passes once the reference solutions are typed into the same cells."""
+    pages = cw.write_book_pages("student", tmp_path / "pages")
+    page = next(p for p in pages if p.name.startswith("ex03"))
+    with zipfile.ZipFile(page.with_suffix(".zip")) as z:
+        z.extractall(tmp_path / "reader")
+    folder = tmp_path / "reader" / page.stem
+    stub = folder / page.name
+    solved_cells = cw.load(assigned["ex03"][1])["cells"]
+    nb = cw.load(stub)
+    assert [c["cell_type"] for c in nb["cells"]] == [c["cell_type"] for c in solved_cells]
+    solved = dict(nb, cells=[dict(c, source=s["source"]) for c, s in zip(nb["cells"], solved_cells)])
+    (folder / "solved.ipynb").write_text(json.dumps(solved))
+    env = dict(os.environ, no_proxy="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    outputs = {}
+    for label, path in (("stub", stub), ("solved", folder / "solved.ipynb")):
+        out = tmp_path / f"{label}-run.ipynb"
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", path.name,
+                        "--output", str(out)], check=True, capture_output=True, cwd=folder, env=env, timeout=300)
+        cells = json.loads(out.read_text())["cells"]
+        outputs[label] = [json.dumps(c.get("outputs", [])) for c in cells
+                          if c["cell_type"] == "code" and "".join(c["source"]).startswith("grader.check")]
+    assert len(outputs["stub"]) == 2 and all("failed" in o for o in outputs["stub"]), outputs["stub"]
+    assert len(outputs["solved"]) == 2, outputs["solved"]
+    assert all("All test cases passed" in o for o in outputs["solved"]), outputs["solved"]
 
 
 def test_bad_coursework_input_is_a_clear_error(tmp_path):

@@ -165,7 +165,7 @@ def _tiny_book(tmp: Path, source: str) -> Path:
     book = tmp / "book"
     (book / "notebooks").mkdir(parents=True)
     (book / "book").mkdir()
-    for name in ("vendor", "_ext", "images", "references.bib"):   # what _config.yml refers to
+    for name in ("vendor", "css", "_ext", "images", "references.bib"):   # what _config.yml refers to
         (book / "book" / name).symlink_to(ROOT / "book" / name)
     (book / "_config.yml").write_text((ROOT / "_config.yml").read_text())
     (book / "book" / "intro.md").write_text("# Intro\n\nA tiny copy of the book.\n")

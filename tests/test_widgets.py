@@ -107,14 +107,14 @@ def _truth(model, seed=0, yaw=20.0):
 
 
 def test_displacement_explorer_draws_the_library_displacements(model):
-    from tdd_lite import displacement as D
+    from tdd_lite import displacement as disp
     from tdd_lite.widgets import DisplacementExplorer
 
     truth = _truth(model)
     ex = DisplacementExplorer(model, truth, n_id=2, n_exp=2, size=200)
     assert ex.last_image.shape == (200, 200, 3) and ex.image.layout.height == "200px"
     assert ex.last["fake"].abs().max() < 1e-7                       # prediction identity 0
-    U = D.pred_lmk(model, *truth)[0]
+    U = disp.pred_lmk(model, *truth)[0]
     ex.sliders["id_1"].value = 2.0
     ex.sliders["exp_0"].value = 1.0
     a_id, a_exp = model.zeros(1)
@@ -135,7 +135,7 @@ def test_displacement_explorer_draws_the_library_displacements(model):
 
 
 def test_discriminator_explorer_moves_the_prediction_away_from_the_truth(model):
-    from tdd_lite import displacement as D
+    from tdd_lite import displacement as disp
     from tdd_lite.discriminators import DisplacementDiscriminator
     from tdd_lite.widgets import DiscriminatorExplorer
 
@@ -148,13 +148,13 @@ def test_discriminator_explorer_moves_the_prediction_away_from_the_truth(model):
     ex.sliders["identity"].value = 1.0
     cur, prev_out = ex.prediction()
     assert cur[0].abs().max() == 0 and torch.equal(cur[1], truth[1])
-    x = D.all_displacements(model, cur, prev_out, D.pred_lmk(model, *truth), D.pred_lmk(model, *prev))
+    x = disp.all_displacements(model, cur, prev_out, disp.pred_lmk(model, *truth), disp.pred_lmk(model, *prev))
     assert x["fake_id_disp"].abs().max() < 1e-7
     with torch.no_grad():
         expect = torch.sigmoid(ds["id"].eval()(torch.zeros(1, 68, 2))).item()
     assert ex.last_probs["id"][0] == pytest.approx(expect, abs=1e-6)  # D_ID sees a zero displacement
     ex.sliders["motion"].value = 1.0
-    x = D.all_displacements(model, *ex.prediction(), D.pred_lmk(model, *truth), D.pred_lmk(model, *prev))
+    x = disp.all_displacements(model, *ex.prediction(), disp.pred_lmk(model, *truth), disp.pred_lmk(model, *prev))
     assert x["fake_temporal_disp"].abs().max() < 1e-6                 # the prediction does not move
     assert ex.last_image.shape[:2] == (int(300 * 0.55), 300)
 

@@ -7,7 +7,10 @@ Sources: ``exercises/exNN_*.ipynb`` (otter-grader *master* notebooks: statement,
   and ``autograder/`` (solutions, every test, the ``*-autograder_*.zip`` that ``otter run`` grades with).
 * :func:`write_book_pages` puts one page per exercise set into ``book/exercises/`` for the book: the student
   notebook (not executed) in the student edition, the solution notebook (executed, every check shown) in the
-  instructor edition.
+  instructor edition; beside each page, ``exNN_*.zip`` (the student notebook with its public checks, to work on
+  offline), linked from the page.
+* Otter puts its set-up cell (``grader = otter.Notebook(...)``) first; :func:`title_first` moves it below the
+  notebook's title, in every notebook :func:`assign` writes (it only has to run before the first ``grader.check``).
 * :func:`run_tests` runs one question's otter tests in a namespace (the grader test uses it to show that every
   solution passes, every stub fails and each plausible wrong answer fails).
 
@@ -100,6 +103,37 @@ def otter_failure(text: str) -> str:
     return tail[-1] if tail else "no message"
 
 
+def is_init_cell(cell: dict) -> bool:
+    """Otter's set-up cell (``import otter`` / ``grader = otter.Notebook(...)``)."""
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else str(cell["source"])
+    return cell["cell_type"] == "code" and "otter.Notebook(" in src
+
+
+def title_first(nb: dict) -> dict:
+    """``nb`` with its title cell (the first markdown cell starting with a ``# `` heading) above otter's set-up
+    cell, which otter writes as the first cell: on a page the title then comes first. The set-up cell moves to
+    just below the title, so it still runs before any question's ``grader.check``. Unchanged when there is no
+    set-up cell, no title, or the title already comes first."""
+    cells = nb["cells"]
+    init = next((i for i, c in enumerate(cells) if is_init_cell(c)), None)
+    title = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                  and "".join(c["source"]).lstrip().startswith("# ")), None)
+    if init is None or title is None or title < init:
+        return nb
+    out = dict(nb)
+    rest = [c for i, c in enumerate(cells) if i != init]
+    at = rest.index(cells[title]) + 1
+    out["cells"] = rest[:at] + [cells[init]] + rest[at:]
+    return out
+
+
+def _rewrite_title_first(path: Path) -> None:
+    nb = load(path)
+    new = title_first(nb)
+    if new is not nb:
+        path.write_text(json.dumps(new, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def assign(master: Path, out: Path) -> tuple[Path, Path]:
     """``otter assign MASTER OUT``: returns (student notebook, autograder folder). ``out`` must not exist (a
     temporary folder: :func:`build_assignments` installs from it)."""
@@ -114,6 +148,9 @@ def assign(master: Path, out: Path) -> tuple[Path, Path]:
     if proc.returncode != 0 or not student.exists():
         why = otter_failure(proc.stderr or proc.stdout) if proc.returncode != 0 else "it wrote no student notebook"
         raise DataError(f"{master}: otter assign failed: {why}")
+    for nb in (student, out / "autograder" / master.name):
+        if nb.exists():
+            _rewrite_title_first(nb)
     return student, out / "autograder"
 
 
@@ -209,11 +246,53 @@ def build_assignments(out: Path, folder: Path = EXERCISES) -> list[Path]:
     return made
 
 
+ZIP_TIME = (2020, 1, 1, 0, 0, 0)   # a fixed time in the zip entries: the same set gives the same bytes
+
+
+def student_zip(student_dir: Path, zip_path: Path, name: str) -> list[str]:
+    """Everything otter wrote for the student (``student_dir``: the notebook, whose metadata holds the public
+    checks, and a ``tests/`` folder when the set keeps its tests in files) into ``zip_path``, under one folder
+    ``name/``; returns the names in the zip. The notebook runs ``grader.check`` offline from that folder."""
+    import zipfile
+
+    files = sorted(f for f in Path(student_dir).rglob("*") if f.is_file())
+    names = []
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for f in files:
+            info = zipfile.ZipInfo(f"{name}/{f.relative_to(student_dir).as_posix()}", date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, f.read_bytes())
+            names.append(info.filename)
+    return names
+
+
+def download_cell(zip_name: str, notebook_name: str) -> dict:
+    """The markdown cell below an exercise page's title: a link to the set's zip and how to run it locally."""
+    return {"cell_type": "markdown", "metadata": {}, "source": [
+        f"**Work on it on your machine:** {{download}}`{zip_name} <{zip_name}>` holds this notebook with its "
+        "public checks (`grader.check` runs them offline). Unzip it, open "
+        f"`{notebook_name}` in JupyterLab from an environment with this course's package and otter-grader "
+        "installed (`make lab` in a copy of the course repository, or `pip install -e .` there), and run the "
+        "cells from the top.\n"]}
+
+
+def _with_download(nb: dict, cell: dict) -> dict:
+    """``nb`` with ``cell`` right after its title cell (after the first cell when there is none)."""
+    cells = nb["cells"]
+    title = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                  and "".join(c["source"]).lstrip().startswith("# ")), 0)
+    return dict(nb, cells=cells[:title + 1] + [cell] + cells[title + 1:])
+
+
 def write_book_pages(edition: str, dest: Path = BOOK_PAGES, folder: Path = EXERCISES) -> list[Path]:
     """The exercise pages of one edition into ``dest`` (generated; ``dest/.gitignore`` keeps them out of git).
 
     student: otter's student notebooks (stubs, public checks), not executed in the book.
     instructor: the solution notebooks, executed by the book so every ``grader.check`` shows its result.
+    Both: ``exNN_*.zip`` beside each page (:func:`student_zip`: the student notebook and its public checks; no
+    solution in either edition), linked below the page's title (:func:`download_cell`; Sphinx copies the file
+    into the site's ``_downloads/``, so the link is relative and works offline).
     ``grading_notes.md`` (included by the page *For instructors*): ``exercises/grading_notes.md`` in the
     instructor edition, a one-line pointer in the student edition.
 
@@ -244,7 +323,9 @@ def write_book_pages(edition: str, dest: Path = BOOK_PAGES, folder: Path = EXERC
             for master in found:
                 student, autograder = assign(master, Path(tmp) / master.stem)
                 src = student if edition == "student" else autograder / master.name
-                nb = load(src)
+                zip_name = f"{master.stem}.zip"
+                student_zip(student.parent, new / zip_name, master.stem)
+                nb = _with_download(load(src), download_cell(zip_name, master.name))
                 nb["metadata"]["mystnb"] = {"execution_mode": "off" if edition == "student" else "force"}
                 (new / master.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
                 pages.append(dest / master.name)
