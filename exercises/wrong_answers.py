@@ -19,13 +19,13 @@ def adversarial_step(G, Ds, opt_g, opt_d, batch, lambdas=None):
     b = batch["image"].shape[0]
     a_id, a_exp, cam = {forward}
     U, U_prev = batch["gt_lmk"], batch["prev_gt_lmk"]
-    v = D.pred_lmk(model, a_id[:b], a_exp[:b], cam[:b])
-    v_prev = D.pred_lmk(model, a_id[b:], a_exp[b:], cam[b:])
-    v_exp = D.pred_lmk_exp_only(model, a_exp[:b], cam[:b])
-    v_id = D.pred_lmk_id_only(model, a_id[:b], cam[:b])
-    pairs = {{"id": (D.real_id_disp(U, v_exp), D.fake_id_disp(v, v_exp)),
-             "exp": (D.real_exp_disp(U, v_id), D.fake_exp_disp(v, v_id)),
-             "temporal": (D.real_temporal_disp(U, U_prev), D.fake_temporal_disp(v, v_prev))}}
+    v = disp.pred_lmk(model, a_id[:b], a_exp[:b], cam[:b])
+    v_prev = disp.pred_lmk(model, a_id[b:], a_exp[b:], cam[b:])
+    v_exp = disp.pred_lmk_exp_only(model, a_exp[:b], cam[:b])
+    v_id = disp.pred_lmk_id_only(model, a_id[:b], cam[:b])
+    pairs = {{"id": (disp.real_id_disp(U, v_exp), disp.fake_id_disp(v, v_exp)),
+             "exp": (disp.real_exp_disp(U, v_id), disp.fake_exp_disp(v, v_id)),
+             "temporal": (disp.real_temporal_disp(U, U_prev), disp.fake_temporal_disp(v, v_prev))}}
     l_land = {land}
     logs = {{"landmark": l_land.item()}}
     {zero_g_early}
