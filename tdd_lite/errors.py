@@ -11,8 +11,10 @@ Both subclass ``ValueError`` so code that already catches ``ValueError`` keeps w
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
+from types import ModuleType
 
 # Largest frame we agree to allocate from a command-line size or a file header (8K UHD is 7680x4320).
 MAX_FRAME_SIDE = 8192
@@ -52,6 +54,19 @@ class MissingDataError(DataError, FileNotFoundError):
     """A data root, video folder or file that does not exist (a :class:`DataError`, also a FileNotFoundError)."""
 
     __str__ = DataError.__str__
+
+
+def require_module(name: str, package: str, extra: str, purpose: str) -> ModuleType:
+    """Import the optional module ``name``, or raise a one-line :class:`UsageError` saying which install gives it
+    (``pip install ".[EXTRA]"`` from the repository, or ``pip install PACKAGE``). The runtime install
+    (``pip install .``) does not carry the notebook and course toolchain; see the extras in ``pyproject.toml``."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+            raise  # the module is there but something it imports is not: its own error says what
+        raise UsageError(f"{purpose} needs {package}, which is not installed: pip install \".[{extra}]\" "
+                         f"from the repository (or pip install {package})") from err
 
 
 def debug_enabled() -> bool:

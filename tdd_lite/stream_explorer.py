@@ -15,7 +15,7 @@ import numpy as np
 from tdd_lite import style
 from tdd_lite.data.crops import box_from_landmarks, crop_image, to_crop
 from tdd_lite.metrics import frame_nme
-from tdd_lite.widgets import fixed_image, live_note, png_bytes
+from tdd_lite.widgets import fixed_image, ipywidgets, live_note, png_bytes
 
 # (colour, marker) of the streams, in the course's style (tdd_lite.style): the raw tracking is the prediction
 # (vermillion crosses), the centred average the stabilised estimate (bluish-green triangles), the truth blue filled
@@ -37,7 +37,7 @@ class StreamExplorer:
 
     def __init__(self, frame: Callable[[int], np.ndarray] | list[np.ndarray], streams: Mapping[str, np.ndarray],
                  gt: np.ndarray, size: int = 320, start: int = 0):
-        import ipywidgets as w
+        w = ipywidgets()
 
         self._frame = frame if callable(frame) else frame.__getitem__
         self.gt = np.asarray(gt, np.float64)

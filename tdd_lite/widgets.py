@@ -24,8 +24,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from . import displacement as disp
 from . import style
 from .camera import camera_from_pose, euler_to_rotation, look_at_crop, project
+from .errors import require_module
 from .morphable import MorphableModel, load_teaching_model
 from .render import draw_landmarks, image_vertices, render
+
+
+def ipywidgets():
+    """The ``ipywidgets`` module (the ``book`` extra), or one line saying how to install it."""
+    return require_module("ipywidgets", "ipywidgets", "book", "the interactive explorers")
+
 
 LIVE_NOTE = ("Live only with a running Python kernel (JupyterLab: <code>make lab</code>). On a static page, such "
              "as the published book, the sliders move but the picture stays as it was saved.")
@@ -33,15 +40,13 @@ LIVE_NOTE = ("Live only with a running Python kernel (JupyterLab: <code>make lab
 
 def live_note():
     """An ipywidgets HTML line saying that the explorer needs a live kernel (see :data:`LIVE_NOTE`)."""
-    import ipywidgets as w
-
+    w = ipywidgets()
     return w.HTML(f"<small><i>{LIVE_NOTE}</i></small>", layout=w.Layout(max_width="640px"))
 
 
 def fixed_image(width: int, height: int):
     """An ipywidgets PNG image of exactly ``width`` x ``height`` CSS pixels that no flex container stretches."""
-    import ipywidgets as w
-
+    w = ipywidgets()
     return w.Image(format="png", width=int(width), height=int(height),
                    layout=w.Layout(width=f"{int(width)}px", height=f"{int(height)}px", flex="0 0 auto",
                                    object_fit="contain", align_self="flex-start"))
@@ -86,8 +91,7 @@ class FaceExplorer:
 
     def __init__(self, model: MorphableModel | None = None, n_id: int = 4, n_exp: int = 4, size: int = 256,
                  alpha_range: float = 3.0, pose_range: float = 60.0, fill: float = 0.6):
-        import ipywidgets as w
-
+        w = ipywidgets()
         self.model = model if model is not None else load_teaching_model()
         self.size, self.fill = int(size), float(fill)
         n_id, n_exp = min(n_id, self.model.n_id), min(n_exp, self.model.n_exp)
@@ -150,8 +154,7 @@ def _readable(sliders: dict) -> None:
     """Slider labels and readouts never cut off: each label at its natural width (``description_width:
     initial``) inside a fixed width for label, track and readout together, which also keeps the sliders beside
     the explorer's picture within a book page's column."""
-    import ipywidgets as w
-
+    w = ipywidgets()
     for s in sliders.values():
         s.style.description_width = "initial"
         s.layout = w.Layout(width=SLIDER_WIDTH, min_width=SLIDER_WIDTH)
@@ -192,8 +195,7 @@ class DisplacementExplorer:
 
     def __init__(self, model: MorphableModel, truth: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  n_id: int = 3, n_exp: int = 3, size: int = 420, alpha_range: float = 3.0):
-        import ipywidgets as w
-
+        w = ipywidgets()
         self.model, self.size = model, int(size)
         self.true_id, self.true_exp, self.camera = (t.detach().reshape(1, -1) for t in truth)
         with torch.no_grad():
@@ -274,8 +276,7 @@ class DiscriminatorExplorer:
 
     def __init__(self, model: MorphableModel, discriminators: dict, truth: tuple, prev_truth: tuple,
                  size: int = 440):
-        import ipywidgets as w
-
+        w = ipywidgets()
         self.model, self.size = model, int(size)
         self.ds = {k: d.eval() for k, d in discriminators.items()}
         self.truth = tuple(t.detach().reshape(1, -1) for t in truth)

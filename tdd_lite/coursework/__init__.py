@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tdd_lite.commands import ArgumentParser, guarded, pop_debug
-from tdd_lite.errors import DataError, UsageError
+from tdd_lite.errors import DataError, UsageError, require_module
 from tdd_lite.files import check_writable, claim_folder, interrupt_cleanup, replace_own, write_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +55,12 @@ def masters(folder: Path = EXERCISES) -> list[Path]:
     if not found:
         raise DataError(f"{folder}: no exercise master notebooks (exNN_*.ipynb)")
     return found
+
+
+def require_course_tools() -> None:
+    """Stop with one line naming the install (the ``course`` extra) when PyYAML or otter-grader is missing."""
+    require_module("yaml", "pyyaml", "course", "python -m tdd_lite.coursework")
+    require_module("otter", "otter-grader", "course", "python -m tdd_lite.coursework")
 
 
 def check_master(master: Path) -> None:
@@ -354,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def go() -> int:
+        require_course_tools()
         if args.cmd == "assignments":
             for d in build_assignments(args.out, args.exercises):
                 zips = sorted((d / "autograder").glob("*.zip"))
