@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import io
 import json
 import math
 import multiprocessing as mp
@@ -1004,8 +1005,6 @@ def disentanglement_figure(summary: dict):
 
 def write_figures(out: str | Path, summary: dict | None = None) -> list[Path]:
     """``table3.png``, ``outliers.png``, ``disentanglement.png`` under ``OUT`` (atomic)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg", force=False)

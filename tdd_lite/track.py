@@ -497,8 +497,6 @@ def _mesh_overlay(frame: np.ndarray, model3dmm, outputs, box: np.ndarray, triang
 
 def run(args) -> int:
     if args.detector == "mtcnn":
-        from tdd_lite.data.detect import require_mtcnn
-
         require_mtcnn()  # before the video or the network is opened
     filt = make_filter(args.filter)
     source = FrameSource(args.video, fps=args.fps)

@@ -80,5 +80,7 @@ def test_a_module_missing_inside_an_installed_package_is_not_blamed_on_the_extra
             print("ONE LINE", e)
     """, block=("tqdm",))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.strip().splitlines() == ["RAW tqdm.auto", 'ONE LINE this needs x, which is not installed: pip install '
-                                             '".[book]" from the repository (or pip install x)'], r.stdout
+    expected = ['RAW tqdm.auto',
+                'ONE LINE this needs x, which is not installed: pip install ".[book]" from the repository '
+                '(or pip install x)']
+    assert r.stdout.strip().splitlines() == expected, r.stdout

@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,8 +260,6 @@ def student_zip(student_dir: Path, zip_path: Path, name: str) -> list[str]:
     """Everything otter wrote for the student (``student_dir``: the notebook, whose metadata holds the public
     checks, and a ``tests/`` folder when the set keeps its tests in files) into ``zip_path``, under one folder
     ``name/``; returns the names in the zip. The notebook runs ``grader.check`` offline from that folder."""
-    import zipfile
-
     files = sorted(f for f in Path(student_dir).rglob("*") if f.is_file())
     names = []
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as z:
