@@ -228,7 +228,8 @@ class MorphableModel(nn.Module):
         return int(self.exp_std.shape[0])
 
     def extra_repr(self) -> str:
-        return (f"name={self.name!r}, vertices={self.n_vertices}, triangles={len(self.triangles)}, "
+        # one field group per line: the repr stays narrower than a notebook's code column
+        return (f"name={self.name!r},\nvertices={self.n_vertices}, triangles={len(self.triangles)},\n"
                 f"n_id={self.n_id}, n_exp={self.n_exp}, units={self.units!r}")
 
     # ------------------------------------------------------------ validation

@@ -12,8 +12,10 @@ import html.parser
 import json
 import os
 import re
+import warnings
 import zipfile
 
+import nbformat
 import pytest
 
 from tdd_lite import coursework as cw
@@ -126,4 +128,8 @@ def test_exercise_pages_title_first_and_a_working_download(edition):
             assert z.namelist() == [f"{master.stem}/{master.name}"], z.namelist()
             nb = z.read(z.namelist()[0]).decode()
         assert '"tests"' in nb and "grader.check" in nb and "otter.Notebook(" in nb, master.name
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nbformat's MissingIDFieldWarning would be printed under otter's cell
+            nbformat.validate(nbformat.reads(nb, as_version=4))
+        assert "MissingIDFieldWarning" not in raw and "site-packages" not in raw, f"{page.name}: a warning printed"
         assert not [s for s in solutions if json.dumps(s)[1:-1] in nb], f"{target.name}: a solution line in the zip"

@@ -15,9 +15,11 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tdd_lite import coursework as cw
@@ -285,3 +287,27 @@ def test_assign_takes_a_relative_output_folder(tmp_path, monkeypatch):
     assert student.resolve() == (tmp_path / "rel" / "ex" / "student" / MASTERS[0].name)
     assert any(autograder.glob("*-autograder_*.zip"))
     assert not (MASTERS[0].parent / "rel").exists()
+
+
+def test_with_cell_ids_gives_every_cell_a_unique_valid_id():
+    """otter assign writes cells without ids; the pages and zips carry nbformat 4.5 ids (valid ones kept)."""
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": "# t"},
+             {"cell_type": "code", "metadata": {}, "source": "1", "outputs": [], "execution_count": None,
+              "id": "keep-me"},
+             {"cell_type": "code", "metadata": {}, "source": "2", "outputs": [], "execution_count": None,
+              "id": "keep-me"},                     # a duplicate
+             {"cell_type": "markdown", "metadata": {}, "source": "x", "id": "bad id!"},      # not nbformat's charset
+             {"cell_type": "markdown", "metadata": {}, "source": "y", "id": "cell-0"}]      # clashes with a new one
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 4}
+    out = cw.with_cell_ids(nb)
+    ids = [c["id"] for c in out["cells"]]
+    assert ids[1] == "keep-me" and len(set(ids)) == len(ids), ids
+    assert [c["source"] for c in out["cells"]] == [c["source"] for c in cells]
+    assert "id" not in cells[0] and out["nbformat_minor"] == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nbformat.validate(nbformat.from_dict(out))
+    with pytest.raises(nbformat.warnings.MissingIDFieldWarning):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nbformat.validate(nbformat.from_dict({**nb, "nbformat_minor": 5}))  # the ids as they came: invalid

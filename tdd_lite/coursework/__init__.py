@@ -134,10 +134,30 @@ def title_first(nb: dict) -> dict:
     return out
 
 
-def _rewrite_title_first(path: Path) -> None:
+_CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # nbformat 4.5's rule for a cell id
+
+
+def with_cell_ids(nb: dict) -> dict:
+    """``nb`` as nbformat 4.5 with every cell's ``id`` present and unique (kept where it is valid and unused,
+    ``cell-N`` otherwise). otter assign writes cells without ids; ``otter.Notebook`` then validates the notebook
+    and nbformat prints a ``MissingIDFieldWarning`` (with the path of the venv) into the first cell's output."""
+    seen: set[str] = set()
+    cells = []
+    for i, cell in enumerate(nb["cells"]):
+        cid = cell.get("id")
+        if not isinstance(cid, str) or not _CELL_ID.match(cid) or cid in seen:
+            cid = next(c for c in (f"cell-{i}", *(f"cell-{i}-{k}" for k in range(1, len(nb["cells"]) + 2)))
+                       if c not in seen)
+        seen.add(cid)
+        cells.append({**cell, "id": cid})
+    return {**nb, "cells": cells, "nbformat": 4, "nbformat_minor": max(5, int(nb.get("nbformat_minor", 0)))}
+
+
+def _tidy(path: Path) -> None:
+    """The title above otter's set-up cell (:func:`title_first`) and cell ids (:func:`with_cell_ids`)."""
     nb = load(path)
-    new = title_first(nb)
-    if new is not nb:
+    new = with_cell_ids(title_first(nb))
+    if new != nb:
         path.write_text(json.dumps(new, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -157,7 +177,7 @@ def assign(master: Path, out: Path) -> tuple[Path, Path]:
         raise DataError(f"{master}: otter assign failed: {why}")
     for nb in (student, out / "autograder" / master.name):
         if nb.exists():
-            _rewrite_title_first(nb)
+            _tidy(nb)
     return student, out / "autograder"
 
 
