@@ -28,6 +28,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
+from tdd_lite.data.vw300 import CATEGORIES
+
 CLAIMS = {
     1: "Table 3: every discriminator lowers the NME, and all three together are best",
     2: "Table 2: the method is steadier over time (D_TD lowers the jitter ratio and dNME)",
@@ -35,7 +37,6 @@ CLAIMS = {
     4: "D_ID and D_ED separate identity from expression (steadier identity, truer expression)",
 }
 VERDICTS = ("holds", "partly", "not shown", "contradicted")
-CATEGORIES = ("A", "B", "C")
 FULL, BASELINE = "With D_ID, D_ED, D_TD", "Without all"
 
 

@@ -45,7 +45,7 @@ from tdd_lite import files as outputs
 from tdd_lite.checkpoint import CHECKPOINT_NAME
 from tdd_lite.commands import module_main
 from tdd_lite.data.crops import landmark_bbox
-from tdd_lite.data.vw300 import load_split, load_splits
+from tdd_lite.data.vw300 import CATEGORIES, load_split, load_splits
 from tdd_lite.errors import DataError, UsageError, bounded_int, positive_int
 from tdd_lite.evaluate import GT_CROPS, evaluate_videos, method_name
 from tdd_lite.files import atomic_write, interrupt_cleanup, remove_stale_temp_files, write_file
@@ -67,8 +67,8 @@ SLUGS = {"Without all": "none", "With D_ID": "id", "With D_ED": "ed", "With D_TD
 BASELINE, FULL = "Without all", "With D_ID, D_ED, D_TD"
 # Beyond the paper (issue: the claims at convergence): the full method with D_ID / D_ED's real inputs computed
 # from Synth300VW's true parameters (TrainConfig.real_disp = "truth"), reported apart from Table 3's rows
-TRUTH = "All three, real inputs from the truth (ours)"
-EXTENSIONS = {TRUTH: "truth"}
+TRUTH_LABEL = "All three, real inputs from the truth (ours)"
+EXTENSIONS = {TRUTH_LABEL: "truth"}
 ROWS = {**SLUGS, **EXTENSIONS}
 LABELS = {v: k for k, v in ROWS.items()}
 UNTRAINED = "Untrained G"
@@ -83,7 +83,6 @@ PAPER_TABLE2 = {"3DDFA": (2.913, 3.035, 3.387), "RingNet": (2.845, 2.983, 3.343)
 TABLE2_ROWS = [(BASELINE, "none"), (BASELINE, "centred"), (BASELINE, "one-euro"), (BASELINE, "kalman"),
                (FULL, "none"), (FULL, "one-euro")]
 TABLE2_FILTERS = {cfg: [f for c, f in TABLE2_ROWS if c == cfg] for cfg in (BASELINE, FULL)}
-CATEGORIES = ("A", "B", "C")
 # evaluation: the first EVAL_FRAMES frames of every test video (sized with the training so the grid fits 90 min)
 EVAL_FRAMES = 100
 CORRUPTIONS = ("occluder", "blur", "flash", "shift")
@@ -103,7 +102,7 @@ def plan(seeds: Sequence[int], configs: Sequence[str] | None = None, untrained: 
     """The runs of the grid, seed-major (a partial grid is balanced over configurations): ``{"label", "seed"}``.
 
     ``configs``: short names (``none id ed td id-ed id-td ed-td id-ed-td``, and ``truth`` for our extension
-    :data:`TRUTH`) or labels; default Table 3's 8. With
+    :data:`TRUTH_LABEL`) or labels; default Table 3's 8. With
     ``untrained`` the untrained G (seed ``seeds[0]``) is evaluated first: the floor the grid must clear.
     """
     chosen = list(SLUGS) if not configs else [LABELS.get(c, c) for c in configs]
@@ -218,7 +217,7 @@ def run_config(label: str, seed: int, steps: int | None = None, preset: str = PR
         overrides["init_from"] = init_from
     if label == UNTRAINED:
         return get_config(preset, **overrides, use_id=False, use_ed=False, use_td=False)
-    if label == TRUTH:
+    if label == TRUTH_LABEL:
         return ablation_configs(preset, **overrides, real_disp="truth")[FULL]
     return ablation_configs(preset, **overrides)[label]
 
@@ -927,7 +926,7 @@ def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Pat
 
 
 # ===================================================================================== figures
-_SHORT = {UNTRAINED: "untrained", **SLUGS, TRUTH: "all, true real (ours)"}
+_SHORT = {UNTRAINED: "untrained", **SLUGS, TRUTH_LABEL: "all, true real (ours)"}
 
 
 def table3_figure(summary: dict, method: str = "tracking"):

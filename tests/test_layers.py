@@ -244,6 +244,43 @@ def test_no_import_cycle(package):
                     "other):\n  " + "\n  ".join(map(describe_cycle, found)), pytrace=False)
 
 
+# A module's command protocol (``add_arguments``/``run``/``main``, see tdd_lite.commands) and its results as
+# Markdown (``markdown``) are always called through the module (``track.run``, ``peers.markdown``).
+PROTOCOL_NAMES = {"add_arguments", "run", "main", "markdown"}
+
+
+def public_definitions(modules: dict) -> dict[str, list[str]]:
+    """``{name: [modules]}`` of the public classes, functions and constants defined at a module's top level."""
+    found: dict[str, list[str]] = {}
+    for name, (source, _) in modules.items():
+        for node in ast.parse(source).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            for n in names:
+                if not n.startswith("_"):
+                    found.setdefault(n, []).append(name)
+    return found
+
+
+def test_no_two_public_things_share_a_name(package):
+    """One home per thing: a public name is defined in one module (others import it from there)."""
+    modules, _ = package
+    twice = {n: ms for n, ms in public_definitions(modules).items() if len(ms) > 1 and n not in PROTOCOL_NAMES}
+    assert not twice, "defined in several modules: " + "; ".join(f"{n} in {', '.join(ms)}" for n, ms in twice.items())
+
+
+def test_the_name_check_sees_a_duplicate():
+    modules = {"p.a": ("X = 1\ndef f(): pass\n_private = 2\n", False),
+               "p.b": ("X = 2\nclass f: pass\n_private = 3\n", False)}
+    assert {n: ms for n, ms in public_definitions(modules).items() if len(ms) > 1} == {"X": ["p.a", "p.b"],
+                                                                                       "f": ["p.a", "p.b"]}
+
+
 def test_importing_the_package_loads_no_notebook_stack():
     """``import tdd_lite``, then every module of it (``__main__`` entry points aside), each in a fresh interpreter:
     neither may load Jupyter, otter, nbval, ipywidgets or IPython (the runtime install has none of them; the

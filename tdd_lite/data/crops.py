@@ -17,18 +17,16 @@ batched: points ``(..., 68, 2)`` with boxes ``(..., 4)``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 import torch
+
+from tdd_lite.metrics import Array  # np.ndarray | torch.Tensor
 
 # Box side = ENLARGE x the longer side of the landmarks' bounding box. 1.4 keeps the whole jaw, brows and a
 # margin for the motion between a tracked frame and the previous estimate it is cropped from (300VW faces
 # move up to ~10% of their size per frame in category C) while the face still fills ~70% of the crop.
 DEFAULT_ENLARGE = 1.4
-
-Array = Any  # np.ndarray | torch.Tensor
 
 
 def _minmax(x: Array, axis: int) -> tuple[Array, Array]:

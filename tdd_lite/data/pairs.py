@@ -33,10 +33,10 @@ from tdd_lite.data.crops import (
     jitter_box,
     to_crop,
 )
+from tdd_lite.data.synth import PARAMS_FILE
 from tdd_lite.data.vw300 import VideoSequence, load_split
 
 DEFAULT_JITTER = {"shift": 0.05, "scale": 0.05}
-PARAMS_FILE = "params.npz"
 
 
 def _f32(x: np.ndarray) -> torch.Tensor:

@@ -62,7 +62,7 @@ from tdd_lite import render
 from tdd_lite.camera import camera_from_pose, euler_to_rotation, project
 from tdd_lite.config import fast_mode
 from tdd_lite.data.pts import write_pts
-from tdd_lite.data.vw300 import ANNOT_DIR, SPLITS_FILE, VIDEO_FILE
+from tdd_lite.data.vw300 import ANNOT_DIR, CATEGORIES, SPLITS_FILE, VIDEO_FILE
 from tdd_lite.errors import (
     MAX_FRAME_PIXELS,
     MAX_FRAME_SIDE,
@@ -78,11 +78,10 @@ from tdd_lite.video_io import write_video
 
 SYNTH_FILE = "synth.json"
 MARKER_FILE = "synth300vw.json"  # {"format": "Synth300VW", "format_version": N, "made_by": "tdd_lite synth"}
-MARKER_FORMAT = "Synth300VW"
+SYNTH_FORMAT = "Synth300VW"
 PARAMS_FILE = "params.npz"
 MAX_VIDEOS = 999  # 3-digit 300VW ids
 MAX_FRAMES = 100_000
-CATEGORIES = ("A", "B", "C")
 STILL_PROBABILITY = 0.5  # share of videos (60+ frames) with a still segment
 FORMAT_VERSION = 4  # bump whenever the generated content changes: ensure_synth() then regenerates
 
@@ -485,7 +484,7 @@ def synth_set_problem(path: str | os.PathLike) -> str | None:
     try:
         if marker.exists():
             info = json.loads(marker.read_text()) if marker.is_file() and marker.stat().st_size < 65536 else None
-            if not (isinstance(info, dict) and info.get("format") == MARKER_FORMAT
+            if not (isinstance(info, dict) and info.get("format") == SYNTH_FORMAT
                     and isinstance(info.get("format_version"), int)):
                 return f"its {MARKER_FILE} is not a Synth300VW marker"
         else:
@@ -597,7 +596,7 @@ def _generate(out: Path, videos: int, seed: int, frames: int, size: tuple[int, i
                 "size": list(size), "fps": fps, "model": model.name, "model_sha256": _model_sha(model),
                 "categories": dict(zip(ids, cats)), "seconds": round(time.perf_counter() - t0, 2)}
         (tmp / SYNTH_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        marker = {"format": MARKER_FORMAT, "format_version": FORMAT_VERSION, "made_by": "tdd_lite synth"}
+        marker = {"format": SYNTH_FORMAT, "format_version": FORMAT_VERSION, "made_by": "tdd_lite synth"}
         (tmp / MARKER_FILE).write_text(json.dumps(marker) + "\n")
         if out.exists():  # overwrite (checked to be a set): mark the old one as our partial, move it aside, swap
             (out / PARTIAL_MARKER).write_text((tmp / PARTIAL_MARKER).read_text())

@@ -48,7 +48,8 @@ from tdd_lite.video_io import (
 )
 
 ENV_ROOT = "TDD_300VW_ROOT"
-SPLIT_NAMES = ("train", "A", "B", "C")
+CATEGORIES = ("A", "B", "C")  # the test categories of 300VW (below)
+SPLIT_NAMES = ("train", *CATEGORIES)
 
 # The official protocol (Shen et al. 2015 / Chrysos et al. 2018): 50 training videos and three
 # test categories: A (well lit), B (mild unconstrained), C (challenging).
@@ -170,7 +171,7 @@ def split_videos(root: str | os.PathLike, split: str | Iterable[str]) -> list[st
         return [str(s) for s in split]
     splits = load_splits(root)
     if split == "test":
-        return [v for k in ("A", "B", "C") for v in splits.get(k, ())]
+        return [v for k in CATEGORIES for v in splits.get(k, ())]
     if split not in splits:
         raise UnknownSplitError(f"unknown split {split!r}; {root} has splits {sorted(splits)} (and 'test' = A+B+C)")
     return list(splits[split])
@@ -445,7 +446,7 @@ def select_videos(root: str | os.PathLike | None, splits: list[str] | None = Non
         if not ids:
             raise DataError(f"{r}: no NNN/ video folders with an annot/ folder (is this a 300VW-layout root?)")
         return {"all": ids}
-    names = list(splits) if splits is not None else ["A", "B", "C"]
+    names = list(splits) if splits is not None else list(CATEGORIES)
     if not names:
         raise UsageError("--splits needs at least one split name")
     custom = (r / SPLITS_FILE).exists()
@@ -453,7 +454,7 @@ def select_videos(root: str | os.PathLike | None, splits: list[str] | None = Non
     out: dict[str, list[str]] = {}
     for name in names:
         if name == "test":
-            parts = [k for k in ("A", "B", "C") if k in table]
+            parts = [k for k in CATEGORIES if k in table]
         elif name in table:
             parts = [name]
         else:
