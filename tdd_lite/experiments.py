@@ -961,25 +961,29 @@ def outlier_figure(summary: dict):
     """NME increase against frame offset from the corrupted frame, one panel per corruption."""
     rows = summary["outliers"]
     kinds = [k for k in CORRUPTIONS if any(k in r for r in rows.values())]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.4), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.9 * len(kinds), 3.9), sharex=True, squeeze=False)
     styles = {BASELINE: "-", FULL: "--"}
+    n = len(rows)
     for ax, kind in zip(axes[0], kinds):
-        for name, per in rows.items():
+        for j, (name, per) in enumerate(rows.items()):
             if kind not in per:
                 continue
             mean = [100 * per[kind][str(o)]["mean"] for o in OFFSETS]
             std = [100 * per[kind][str(o)]["std"] for o in OFFSETS]
             base = FULL if name.startswith(FULL) else BASELINE
             label = name.replace(FULL, "all three D").replace(BASELINE, "no D")
-            ax.errorbar(OFFSETS, mean, yerr=std, ls=styles[base], marker="o", ms=3, capsize=2, label=label)
+            dodge = 0.09 * (j - (n - 1) / 2)  # side by side, so the error bars of one offset do not overlap
+            ax.errorbar(np.asarray(OFFSETS, float) + dodge, mean, yerr=std, ls=styles[base], marker="o", ms=3,
+                        capsize=2, lw=1.2, elinewidth=0.8, label=label)
         ax.axhline(0, color="0.6", lw=0.8)
         ax.axvline(0, color="0.8", lw=0.8)
         ax.set_title(kind, fontsize=10)
-        ax.set_xlabel("offset from the corrupted frame t")
+        ax.set_xticks(OFFSETS)
+        ax.set_xlabel("frames from the corrupted one")
     axes[0][0].set_ylabel("NME increase (points)")
     handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=8, loc="center right")
-    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    fig.legend(handles, names, fontsize=9, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     return fig
 
 

@@ -281,3 +281,25 @@ def test_a_section_as_a_caption_keeps_its_table_and_drops_the_heading():
     cap = ex.section(text, "table3", caption=True)
     assert full.startswith("## Table 3 analogue") and cap.startswith("**Table 3 analogue: NME %**")
     assert "##" not in cap and cap.splitlines()[1:] == full.splitlines()[1:]
+
+
+def test_outlier_figure_legend_below_and_error_bars_side_by_side():
+    """The committed converged grid's outlier figure: the legend sits under the panels (not beside them, where it
+    shrank the panels), and at each offset the series stand apart so their error bars do not overlap."""
+    import matplotlib.pyplot as plt
+
+    summary = json.loads((ROOT / "results" / "ablation-converged" / "summary.json").read_text())
+    fig = ex.outlier_figure(summary)
+    try:
+        fig.canvas.draw()
+        legend = fig.legends[0].get_window_extent()
+        panels = [ax.get_window_extent() for ax in fig.axes]
+        assert legend.y1 <= min(p.y0 for p in panels), "legend overlaps the panels"
+        assert legend.x0 >= 0 and legend.x1 <= fig.bbox.x1, "legend cut off"
+        for ax in fig.axes:
+            xs = [np.asarray(c.lines[0].get_xdata(), float) for c in ax.containers]  # each errorbar's data line
+            assert len(xs) >= 2
+            gaps = np.diff(np.sort(np.stack(xs), axis=0), axis=0)  # per offset, the distance between neighbours
+            assert gaps.min() > 0.05, f"{ax.get_title()}: two series at the same x"
+    finally:
+        plt.close(fig)
