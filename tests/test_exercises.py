@@ -176,6 +176,15 @@ def test_title_first_moves_only_the_set_up_cell():
     assert cw.title_first(late)["cells"] == [other[0], other[1], title, init, other[2]]
 
 
+def _valid_with_ids(pages: list[Path]) -> None:
+    """The instructor pages run ``otter.Notebook`` in the book: a cell without an id there (the download cell, say)
+    makes nbformat print a MissingIDFieldWarning, with the venv's path, under otter's set-up cell."""
+    for page in pages:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nbformat.validate(nbformat.reads(page.read_text(), as_version=4))
+
+
 def test_book_pages_student_edition_has_no_solution(tmp_path, assigned):
     pages = cw.write_book_pages("student", tmp_path / "pages")
     assert len(pages) == len(MASTERS)
@@ -200,8 +209,10 @@ def test_book_pages_student_edition_has_no_solution(tmp_path, assigned):
         tests = cw.question_tests(student)
         assert json.loads(inside)["metadata"]["otter"]["tests"] == tests and len(tests) >= 2
         assert not [s for s in _solution_lines(master) if json.dumps(s)[1:-1] in inside], page.name
+    _valid_with_ids(pages)
     inst = cw.write_book_pages("instructor", tmp_path / "pages")  # replaces its own folder
     assert all(any(json.dumps(s)[1:-1] in p.read_text() for s in _solution_lines(m)) for m, p in zip(MASTERS, inst))
+    _valid_with_ids(inst)
     (tmp_path / "other").mkdir()
     with pytest.raises(cw.DataError, match="not made by"):
         cw.write_book_pages("student", tmp_path / "other")

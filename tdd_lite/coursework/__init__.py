@@ -350,7 +350,7 @@ def write_book_pages(edition: str, dest: Path = BOOK_PAGES, folder: Path = EXERC
                 src = student if edition == "student" else autograder / master.name
                 zip_name = f"{master.stem}.zip"
                 student_zip(student.parent, new / zip_name, master.stem)
-                nb = _with_download(load(src), download_cell(zip_name, master.name))
+                nb = with_cell_ids(_with_download(load(src), download_cell(zip_name, master.name)))
                 nb["metadata"]["mystnb"] = {"execution_mode": "off" if edition == "student" else "force"}
                 (new / master.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
                 pages.append(dest / master.name)
