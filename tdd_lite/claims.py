@@ -23,6 +23,7 @@ distinguishable from zero, or as many lower as higher), **contradicted** (more c
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -211,7 +212,12 @@ SCALE_STYLES = (("#0072B2", "o"), ("#D55E00", "s"), ("#009E73", "^"), ("#CC79A7"
 def effects_figure(summaries: dict[str, dict]):
     """Every main effect the claims read, with its 95% interval over seeds, one marker per grid (scale): left of
     the zero line = the discriminator lowers the metric, as the paper claims; an interval across it = not shown."""
-    fig, axes = plt.subplots(1, len(EFFECT_PANELS), figsize=(11, 4.2))
+    ncols = 2  # two panels a row: the labels stay readable at the book's column width
+    nrows = -(-len(EFFECT_PANELS) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(9, 3.4 * nrows + 0.5), squeeze=False)
+    axes = grid.ravel()
+    for extra in axes[len(EFFECT_PANELS):]:
+        extra.set_visible(False)
     n = len(summaries)
     for ax, (title, items, unit) in zip(axes, EFFECT_PANELS):
         labels = [f"{d} {key.replace('_', ' ')} {c}" for d, key, _ in items for c in CATEGORIES]
@@ -231,11 +237,19 @@ def effects_figure(summaries: dict[str, dict]):
                                     capsize=2, lw=1, label=name if k == 0 else None)
                     k += 1
         ax.axvline(0, color="0.3", lw=0.8)
-        ax.set_yticks(y, labels, fontsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel(f"main effect ({unit}); < 0 = as claimed", fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
+        ax.set_yticks(y, labels, fontsize=9)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"main effect ({unit}); < 0 = as claimed", fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=n, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    if len(axes) > len(EFFECT_PANELS):  # the empty slot of the grid holds the legend
+        slot = axes[len(EFFECT_PANELS)]
+        slot.set_visible(True)
+        slot.axis("off")
+        slot.legend(handles, [textwrap.fill(m, 26) for m in names], loc="center", fontsize=10, frameon=False,
+                    title="grid (scale)", title_fontsize=10)
+        fig.tight_layout()
+    else:
+        fig.legend(handles, names, loc="upper center", ncol=n, fontsize=10, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     return fig

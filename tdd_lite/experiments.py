@@ -929,17 +929,20 @@ def write_summary(out: str | Path, summary: dict | None = None) -> dict[str, Pat
 _SHORT = {UNTRAINED: "untrained", **SLUGS, TRUTH_LABEL: "all, true real (ours)"}
 
 
+LEGEND_PT = 9  # at the sizes below, 9 pt text is drawn at >= 10 px in the book's 750 px column
+
+
 def table3_figure(summary: dict, method: str = "tracking"):
     """Table 3 analogue as bars (mean over seeds, error bar = std, dots = seeds) beside the paper's values."""
     t3 = summary["table3"]
     labels = [lb for lb in ROWS if lb in t3]
-    fig, (ax, axp) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, axp) = plt.subplots(1, 2, figsize=(9, 4.6), gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(labels))
     for i, cat in enumerate(CATEGORIES):
         cells = [t3[lb][method].get(cat, {}).get("nme") for lb in labels]
         mean = [100 * c["mean"] if c else np.nan for c in cells]
         std = [100 * c["std"] if c else 0 for c in cells]
-        ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=std, capsize=2, label=f"300VW-{cat} analogue")
+        ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=std, capsize=2, label=f"{cat} analogue")
         for j, c in enumerate(cells):
             if c:
                 ax.plot([x[j] + (i - 1) * 0.27] * len(c["values"]), 100 * np.asarray(c["values"]), "k.", ms=3)
@@ -949,8 +952,9 @@ def table3_figure(summary: dict, method: str = "tracking"):
                      (axp, "paper (real 300VW, one run each)")):
         a.set_xticks(x, [_SHORT[lb] for lb in labels], rotation=35, ha="right")
         a.set_ylabel("NME (%)")
-        a.set_title(title, fontsize=10, pad=22)
-        a.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+        a.set_title(title, fontsize=10, pad=24)
+        a.legend(fontsize=LEGEND_PT, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False,
+                 columnspacing=1.0, handlelength=1.2)
     ax.set_ylim(0, None)
     axp.set_ylim(0, 5.0)
     fig.tight_layout()
@@ -961,10 +965,15 @@ def outlier_figure(summary: dict):
     """NME increase against frame offset from the corrupted frame, one panel per corruption."""
     rows = summary["outliers"]
     kinds = [k for k in CORRUPTIONS if any(k in r for r in rows.values())]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(2.9 * len(kinds), 3.9), sharex=True, squeeze=False)
+    ncols = min(2, len(kinds))  # two panels a row: readable at the book's column width
+    nrows = -(-len(kinds) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(8, 3.0 * nrows + 0.7), sharex=True, squeeze=False)
+    axes = grid.ravel()
+    for extra in axes[len(kinds):]:
+        extra.set_visible(False)
     styles = {BASELINE: "-", FULL: "--"}
     n = len(rows)
-    for ax, kind in zip(axes[0], kinds):
+    for ax, kind in zip(axes, kinds):
         for j, (name, per) in enumerate(rows.items()):
             if kind not in per:
                 continue
@@ -979,11 +988,14 @@ def outlier_figure(summary: dict):
         ax.axvline(0, color="0.8", lw=0.8)
         ax.set_title(kind, fontsize=10)
         ax.set_xticks(OFFSETS)
+        ax.tick_params(labelbottom=True)
+    for ax in grid[-1]:
         ax.set_xlabel("frames from the corrupted one")
-    axes[0][0].set_ylabel("NME increase (points)")
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=9, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    for ax in grid[:, 0]:
+        ax.set_ylabel("NME increase (points)")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=LEGEND_PT + 1, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
     return fig
 
 
@@ -991,7 +1003,7 @@ def disentanglement_figure(summary: dict):
     """Identity spread and expression error per configuration (tracking, mean over seeds and std)."""
     t3 = summary["table3"]
     labels = [lb for lb in [UNTRAINED, *ROWS] if lb in t3]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
     x = np.arange(len(labels))
     for ax, key, title in ((axes[0], "identity_spread", "identity spread (mm): lower = steadier identity"),
                            (axes[1], "expression_error", "expression error (mm): lower = truer expression")):
@@ -1000,8 +1012,8 @@ def disentanglement_figure(summary: dict):
             ax.bar(x + (i - 1) * 0.27, [c["mean"] if c else np.nan for c in cells], 0.27,
                    yerr=[c["std"] if c else 0 for c in cells], capsize=2, label=cat)
         ax.set_xticks(x, [_SHORT[lb] for lb in labels], rotation=35, ha="right")
-        ax.set_title(title, fontsize=10, pad=22)
-        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+        ax.set_title(title, fontsize=10, pad=24)
+        ax.legend(fontsize=LEGEND_PT, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -303,3 +303,48 @@ def test_outlier_figure_legend_below_and_error_bars_side_by_side():
             assert gaps.min() > 0.05, f"{ax.get_title()}: two series at the same x"
     finally:
         plt.close(fig)
+
+
+COLUMN_PX = 750  # the book's content column in a 1280 px window (what test_browser measures code blocks against)
+
+
+def smallest_text_px(fig, column_px: int = COLUMN_PX) -> tuple[float, str]:
+    """The smallest visible text of ``fig`` in screen pixels when the book shows it: a PNG of ``width x dpi`` pixels
+    is drawn at that size, or scaled down to the column when wider, so a ``s`` pt font appears at
+    ``s / 72 * min(dpi, column / width)`` px."""
+    import matplotlib
+
+    fig.canvas.draw()
+    scale = min(fig.dpi, column_px / fig.get_figwidth()) / 72
+    texts = [(t.get_fontsize(), t.get_text()) for t in fig.findobj(matplotlib.text.Text)
+             if t.get_visible() and t.get_text().strip() and t.get_figure() is fig]
+    size, text = min(texts)
+    return size * scale, text
+
+
+@pytest.mark.parametrize("name", ["table3", "outliers", "disentanglement", "effects"])
+def test_notebook_08_figures_readable_at_the_column_width(name):
+    """Notebook 08's figures had 7-8 pt labels on 11-inch figures: about 7 px in the column. Every label, tick and
+    legend entry must be drawn at 10 px or more."""
+    import matplotlib.pyplot as plt
+
+    from tdd_lite import claims
+
+    grids = {g: json.loads((ROOT / "results" / g / "summary.json").read_text())
+             for g in ("ablation", "ablation-converged")}
+    make = {"table3": lambda: ex.table3_figure(grids["ablation-converged"]),
+            "outliers": lambda: ex.outlier_figure(grids["ablation-converged"]),
+            "disentanglement": lambda: ex.disentanglement_figure(grids["ablation-converged"]),
+            "effects": lambda: claims.effects_figure({   # the names notebook 08 and tools/claims_results.py use
+                "400 steps, from scratch": grids["ablation"],
+                "converged (fine-tuned from the reference G)": grids["ablation-converged"]})}
+    fig = make[name]()
+    try:
+        px, text = smallest_text_px(fig)
+        assert px >= 10, f"{name}: {text!r} drawn at {px:.1f} px in a {COLUMN_PX} px column"
+        renderer = fig.canvas.get_renderer()
+        legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+        for box in [lg.get_window_extent(renderer) for lg in legends]:  # nothing cut off at the figure's edge
+            assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y0 >= 0 and box.y1 <= fig.bbox.y1, name
+    finally:
+        plt.close(fig)
