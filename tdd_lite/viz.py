@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+from tdd_lite import style
 
 # (key, label, x, y, colour) of each box in the pipeline figure; coordinates in a 0..16 x 0..10 canvas. The labels
 # are short so that the text stays readable (>= 10 px) when the figure is shown at a book page's width.
@@ -88,37 +91,48 @@ def animation_html(anim, **kwargs) -> str:
     return html
 
 
-def plot_training_curves(records: list[dict], figsize: tuple[float, float] = (11.0, 7.5)) -> Figure:
+# the three discriminators' curves: colour AND dash pattern differ (Okabe-Ito; tdd_lite.style), the paper's names
+CURVE_STYLES: dict[str, tuple[str, str, Any]] = {   # record key -> (label, colour, dash)
+    "id": ("ID (identity)", style.OKABE_ITO["reddish purple"], "-"),
+    "exp": ("ED (expression)", style.OKABE_ITO["orange"], "--"),
+    "temporal": ("TD (temporal)", style.OKABE_ITO["bluish green"], "-."),
+}
+
+
+def plot_training_curves(records: list[dict], figsize: tuple[float, float] = (10.0, 7.0)) -> Figure:
     """Training curves from the records of a ``metrics.jsonl`` (``tdd_lite.train.read_metrics``), readable at a
     book page's width: 2 x 2 panels (landmark loss; the three D losses; the three G adversarial terms;
-    validation NME), each with labelled axes, a legend and the chance level of the adversarial terms."""
+    validation NME), each with labelled axes, a legend and the chance level of the adversarial terms. The
+    discriminators are told apart by colour and dash (:data:`CURVE_STYLES`); the records keep the trainer's
+    keys (``D_id``, ``G_exp``, ...), the legend the paper's names (D_ID, D_ED, D_TD)."""
     train = [r for r in records if "landmark" in r]
     val = [r for r in records if "val_nme" in r]
     if not train and not val:
         raise ValueError("no training or validation records to plot (expected 'landmark' or 'val_nme' keys)")
-    plt.rcParams.update({"font.size": 11})
-    fig, axes = plt.subplots(2, 2, figsize=figsize)
-    (ax_land, ax_d), (ax_g, ax_val) = axes
-    steps = [r["step"] for r in train]
-    ax_land.plot(steps, [r["landmark"] for r in train], color="tab:blue", label="L_land (eq. 1)")
-    ax_land.set_yscale("log")
-    ax_land.set(title="landmark loss", ylabel="L_land (crop units, log)")
-    names = {"id": "identity", "exp": "expression", "temporal": "temporal"}
-    for ax, prefix, chance, what in ((ax_d, "D", 2 * math.log(2), "D loss (eq. 6/11/14)"),
-                                     (ax_g, "G", math.log(2), "G adversarial term (eq. 16-18)")):
-        for (key, label), colour in zip(names.items(), ("tab:purple", "tab:orange", "tab:green")):
-            k = f"{prefix}_{key}"
-            if any(k in r for r in train):
-                ax.plot(steps, [r.get(k, np.nan) for r in train], color=colour, lw=1.3,
-                        label=f"{prefix}_{key} ({label})")
-        ax.axhline(chance, color="grey", lw=1.0, ls=":", label=f"chance ({'2 ln 2' if prefix == 'D' else 'ln 2'})")
-        ax.set(title=what, ylabel=f"{prefix} loss")
-    ax_val.plot([r["step"] for r in val], [r["val_nme"] for r in val], "o-", color="tab:red", label="held-out videos")
-    ax_val.set(title="validation NME (bbox)", ylabel="NME (%)")
-    for ax in axes.ravel():
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=10)
-    fig.tight_layout()
+    with plt.rc_context({"font.size": 11}):   # this figure only: the notebook's later figures keep their fonts
+        fig, axes = plt.subplots(2, 2, figsize=figsize)
+        (ax_land, ax_d), (ax_g, ax_val) = axes
+        steps = [r["step"] for r in train]
+        ax_land.plot(steps, [r["landmark"] for r in train], color=style.OKABE_ITO["blue"], label="L_land (eq. 1)")
+        ax_land.set_yscale("log")
+        ax_land.set(title="landmark loss", ylabel="L_land (crop units, log)")
+        for ax, prefix, chance, what in ((ax_d, "D", 2 * math.log(2), "D loss (eq. 6/11/14)"),
+                                         (ax_g, "G", math.log(2), "G adversarial term (eq. 16-18)")):
+            for key, (label, colour, dash) in CURVE_STYLES.items():
+                k = f"{prefix}_{key}"
+                if any(k in r for r in train):
+                    ax.plot(steps, [r.get(k, np.nan) for r in train], color=colour, ls=dash, lw=1.5,
+                            label=f"{prefix}_{label}")
+            ax.axhline(chance, color="0.4", lw=1.0, ls=":",
+                       label=f"chance ({'2 ln 2' if prefix == 'D' else 'ln 2'})")
+            ax.set(title=what, ylabel=f"{prefix} loss")
+        ax_val.plot([r["step"] for r in val], [r["val_nme"] for r in val], "o-", color=style.PREDICTION_COLOUR,
+                    label="held-out videos")
+        ax_val.set(title="validation NME (bbox)", ylabel="NME (%)")
+        for ax in axes.ravel():
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=10)
+        fig.tight_layout()
     return fig

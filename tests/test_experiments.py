@@ -16,6 +16,8 @@ from tdd_lite.evaluate import GT_CROPS
 from tdd_lite.morphable import load_teaching_model
 from tdd_lite.network import AlignmentNet
 
+from ._figures import COLUMN_PX, smallest_text_px
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "ablation"
 # both committed grids: 400 steps from scratch, and the fine-tunes of the converged reference G
@@ -303,23 +305,6 @@ def test_outlier_figure_legend_below_and_error_bars_side_by_side():
             assert gaps.min() > 0.05, f"{ax.get_title()}: two series at the same x"
     finally:
         plt.close(fig)
-
-
-COLUMN_PX = 750  # the book's content column in a 1280 px window (what test_browser measures code blocks against)
-
-
-def smallest_text_px(fig, column_px: int = COLUMN_PX) -> tuple[float, str]:
-    """The smallest visible text of ``fig`` in screen pixels when the book shows it: a PNG of ``width x dpi`` pixels
-    is drawn at that size, or scaled down to the column when wider, so a ``s`` pt font appears at
-    ``s / 72 * min(dpi, column / width)`` px."""
-    import matplotlib
-
-    fig.canvas.draw()
-    scale = min(fig.dpi, column_px / fig.get_figwidth()) / 72
-    texts = [(t.get_fontsize(), t.get_text()) for t in fig.findobj(matplotlib.text.Text)
-             if t.get_visible() and t.get_text().strip() and t.get_figure() is fig]
-    size, text = min(texts)
-    return size * scale, text
 
 
 @pytest.mark.parametrize("name", ["table3", "outliers", "disentanglement", "effects"])

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from tdd_lite import checkpoint as C
 from tdd_lite import train as T
 from tdd_lite import train_config as TC
+from tests._figures import smallest_text_px
 from tests._tiny3dmm import random_model
 
 
@@ -216,10 +217,21 @@ def test_metrics_log_and_curves(model, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from tdd_lite.viz import plot_training_curves
 
+    before = dict(plt.rcParams)
     fig = plot_training_curves(T.read_metrics(tmp_path / "metrics.jsonl"))
     assert len(fig.axes) == 4 and fig.axes[3].lines[0].get_xdata().tolist() == [0, 2, 4]
+    assert dict(plt.rcParams) == before, "plot_training_curves changed the notebook's matplotlib settings"
+    for ax in fig.axes[1:3]:  # the D and G panels: the paper's names, each curve its own colour AND dash
+        curves = [ln for ln in ax.lines if ln.get_label().startswith(("D_", "G_"))]
+        assert sorted(ln.get_label().split(" ")[0][2:] for ln in curves) == ["ED", "ID", "TD"]
+        assert len({ln.get_color() for ln in curves}) == 3 and len({ln.get_linestyle() for ln in curves}) == 3
+    px, text = smallest_text_px(fig)
+    assert px >= 10, f"{text!r} drawn at {px:.1f} px in the book's column"
+    plt.close(fig)
 
 
 def test_validation_nme_matches_metrics_nme(model, tmp_path):
