@@ -259,3 +259,19 @@ def test_still_segments_hold_the_truth_for_a_second(tmp_path, model):
                 assert step[end] <= 3 * np.percentile(step[~still[:-1]], 90) + 1e-9
         assert np.abs(np.diff(lmk[~still], axis=0)).max() > 0.1
     assert 1 <= n_still <= 7
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_help_gives_both_modes_defaults(fast, monkeypatch):
+    """``tdd-lite synth --help`` names the defaults of both modes, whichever is on (it named only the fast ones, while
+    a user without TDD_FAST got the full 40 x 300-frame set)."""
+    import argparse
+
+    monkeypatch.setenv("TDD_FAST", fast)
+    parser = argparse.ArgumentParser()
+    synth.add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    f, full = synth.DEFAULTS["fast"], synth.DEFAULTS["full"]
+    for key in ("videos", "frames"):
+        assert f"default {f[key]} with TDD_FAST=1, else {full[key]}" in text, key
+    assert "default {}x{} with TDD_FAST=1, else {}x{}".format(*f["size"], *full["size"]) in text

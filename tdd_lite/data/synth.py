@@ -675,14 +675,21 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS["fast"]
+    f, full = DEFAULTS["fast"], DEFAULTS["full"]
+
+    def default(key: str, show=str) -> str:  # both modes' defaults: the help is the same whichever mode is on
+        return f"default {show(f[key])} with TDD_FAST=1, else {show(full[key])}"
+
+    def wxh(size: tuple[int, int]) -> str:
+        return f"{size[0]}x{size[1]}"
+
     parser.add_argument("out", help="output folder (must not exist unless --overwrite)")
     parser.add_argument("--videos", type=bounded_int(1, MAX_VIDEOS), default=None,
-                        help=f"number of videos, 1..{MAX_VIDEOS} (fast default {d['videos']})")
+                        help=f"number of videos, 1..{MAX_VIDEOS} ({default('videos')})")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--frames", type=bounded_int(2, MAX_FRAMES), default=None,
-                        help=f"frames per video, 2..{MAX_FRAMES} (fast default {d['frames']})")
-    parser.add_argument("--size", type=_size, default=None, help="frame size WxH (fast default 256x256)")
+                        help=f"frames per video, 2..{MAX_FRAMES} ({default('frames')})")
+    parser.add_argument("--size", type=_size, default=None, help=f"frame size WxH ({default('size', wxh)})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output folder if it is a Synth300VW set (refused otherwise)")
     parser.add_argument("--no-progress", action="store_true")
