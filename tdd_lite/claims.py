@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 import textwrap
 
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
 from tdd_lite.data.vw300 import CATEGORIES
+from tdd_lite.viz import panel_grid
 
 CLAIMS = {
     1: "Table 3: every discriminator lowers the NME, and all three together are best",
@@ -212,12 +212,7 @@ SCALE_STYLES = (("#0072B2", "o"), ("#D55E00", "s"), ("#009E73", "^"), ("#CC79A7"
 def effects_figure(summaries: dict[str, dict]):
     """Every main effect the claims read, with its 95% interval over seeds, one marker per grid (scale): left of
     the zero line = the discriminator lowers the metric, as the paper claims; an interval across it = not shown."""
-    ncols = 2  # two panels a row: the labels stay readable at the book's column width
-    nrows = -(-len(EFFECT_PANELS) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(9, 3.4 * nrows + 0.5), squeeze=False)
-    axes = grid.ravel()
-    for extra in axes[len(EFFECT_PANELS):]:
-        extra.set_visible(False)
+    fig, grid, axes = panel_grid(len(EFFECT_PANELS), width=9, row_height=3.4, extra_height=0.5)
     n = len(summaries)
     for ax, (title, items, unit) in zip(axes, EFFECT_PANELS):
         labels = [f"{d} {key.replace('_', ' ')} {c}" for d, key, _ in items for c in CATEGORIES]
@@ -242,8 +237,8 @@ def effects_figure(summaries: dict[str, dict]):
         ax.set_xlabel(f"main effect ({unit}); < 0 = as claimed", fontsize=9)
         ax.tick_params(axis="x", labelsize=9)
     handles, names = axes[0].get_legend_handles_labels()
-    if len(axes) > len(EFFECT_PANELS):  # the empty slot of the grid holds the legend
-        slot = axes[len(EFFECT_PANELS)]
+    if grid.size > len(EFFECT_PANELS):  # the empty slot of the grid holds the legend
+        slot = grid.ravel()[len(EFFECT_PANELS)]
         slot.set_visible(True)
         slot.axis("off")
         slot.legend(handles, [textwrap.fill(m, 26) for m in names], loc="center", fontsize=10, frameon=False,

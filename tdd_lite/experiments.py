@@ -56,6 +56,7 @@ from tdd_lite.network import AlignmentNet
 from tdd_lite.track import Tracker, net_predictor
 from tdd_lite.train import Trainer, _init_weights, _load_g, build_datasets
 from tdd_lite.train_config import CONFIG_NAMES, ablation_configs, get_config
+from tdd_lite.viz import panel_grid
 
 RESULT_FORMAT = "tdd_lite.ablation/1"
 RESULT_NAME = "result.json"
@@ -965,12 +966,7 @@ def outlier_figure(summary: dict):
     """NME increase against frame offset from the corrupted frame, one panel per corruption."""
     rows = summary["outliers"]
     kinds = [k for k in CORRUPTIONS if any(k in r for r in rows.values())]
-    ncols = min(2, len(kinds))  # two panels a row: readable at the book's column width
-    nrows = -(-len(kinds) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(8, 3.0 * nrows + 0.7), sharex=True, squeeze=False)
-    axes = grid.ravel()
-    for extra in axes[len(kinds):]:
-        extra.set_visible(False)
+    fig, grid, axes = panel_grid(len(kinds), width=8, row_height=3.0, extra_height=0.7, sharex=True)
     styles = {BASELINE: "-", FULL: "--"}
     n = len(rows)
     for ax, kind in zip(axes, kinds):

@@ -91,6 +91,21 @@ def animation_html(anim, **kwargs) -> str:
     return html
 
 
+def panel_grid(n: int, width: float, row_height: float, extra_height: float = 0.0, ncols: int = 2,
+               **subplots) -> tuple[Figure, np.ndarray, np.ndarray]:
+    """``n`` panels, ``ncols`` a row (fewer when ``n`` is smaller), so labels stay readable at a book page's width:
+    returns the figure, the ``(rows, cols)`` grid of axes and its first ``n`` axes, flat. Slots past ``n`` are
+    hidden (a caller may show one again, e.g. for a legend: ``grid.ravel()[n]``). The figure is ``width`` wide and
+    ``row_height`` per row plus ``extra_height`` (room for a legend) high; ``subplots`` go to ``plt.subplots``."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows + extra_height), squeeze=False,
+                             **subplots)
+    for extra in grid.ravel()[n:]:
+        extra.set_visible(False)
+    return fig, grid, grid.ravel()[:n]
+
+
 # the three discriminators' curves: colour AND dash pattern differ (Okabe-Ito; tdd_lite.style), the paper's names
 CURVE_STYLES: dict[str, tuple[str, str, Any]] = {   # record key -> (label, colour, dash)
     "id": ("ID (identity)", style.OKABE_ITO["reddish purple"], "-"),
