@@ -141,6 +141,8 @@ def plot_training_curves(records: list[dict], figsize: tuple[float, float] = (10
             ax.axhline(chance, color="0.4", lw=1.0, ls=":",
                        label=f"chance ({'2 ln 2' if prefix == 'D' else 'ln 2'})")
             ax.set(title=what, ylabel=f"{prefix} loss")
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi + 0.7 * (hi - lo))  # headroom: the legend above the curves, not over their peaks
         ax_val.plot([r["step"] for r in val], [r["val_nme"] for r in val], "o-", color=style.PREDICTION_COLOUR,
                     label="held-out videos")
         ax_val.set(title="validation NME (bbox)", ylabel="NME (%)")

@@ -234,6 +234,32 @@ def test_metrics_log_and_curves(model, tmp_path):
     plt.close(fig)
 
 
+def test_curve_legends_leave_the_curves_uncovered():
+    """Curves shaped like notebook 06's (the Ds dip, spike at every height, then wobble around chance): no corner
+    of the D and G panels is free, so the legend needs headroom above the curves or it covers their peaks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tdd_lite.viz import plot_training_curves
+
+    recs = []
+    for s in range(5, 205, 5):
+        wave = math.sin(s / 9)  # the curves cross the panel's whole height, left to right
+        recs.append({"step": s, "landmark": 1 / s, "D_id": 1.4 + wave, "D_exp": 1.4 - wave, "D_temporal": 1.38,
+                     "G_id": 0.7 + wave, "G_exp": 0.7 - wave, "G_temporal": 0.7})
+    fig = plot_training_curves(recs)
+    fig.canvas.draw()
+    for ax in fig.axes[1:3]:
+        box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+        for ln in ax.lines:
+            if ln.get_label().startswith(("D_", "G_")):
+                xy = ax.transData.transform(ln.get_xydata())
+                assert not any(box.contains(x, y) for x, y in xy), f"the legend covers {ln.get_label()}"
+    plt.close(fig)
+
+
 def test_validation_nme_matches_metrics_nme(model, tmp_path):
     from tdd_lite.metrics import nme
     from tdd_lite.network import predict_landmarks
